@@ -1,0 +1,37 @@
+# `make test` and `make report` each create/refresh the virtual environment and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= sample
+PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test report venv pdf-tools benchmarks clean-results
+
+test: $(STAMP) pdf-tools
+	$(PY) -m pytest
+
+report: $(STAMP) pdf-tools
+	$(PY) -m lib report --profile $(PROFILE)
+
+benchmarks: $(STAMP)
+	$(PY) -m benchmarks.pipeline
+	$(PY) -m benchmarks.conv
+	$(PY) -m benchmarks.attacks
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+# nbconvert's PDF route needs XeLaTeX and pandoc (Debian/Ubuntu packages).
+pdf-tools:
+	@command -v xelatex >/dev/null && command -v pandoc >/dev/null || \
+	  { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(PDF_PACKAGES); }
+
+clean-results:
+	rm -rf results figures

@@ -1,0 +1,1 @@
+"""MiniPlaces scene-classification study: data, models, one trainer, attacks, report."""

@@ -1,0 +1,111 @@
+"""Command line: `python -m lib {list, train, data verify, data download, report}`.
+
+User-caused errors print one line, `error: ...`, and exit with status 2.
+"""
+import argparse
+import json
+import sys
+
+from lib import data, experiments, report
+from lib.train import TrainingError, init_distributed, world
+
+TRAIN_OPTIONS = {  # command-line flag -> (setting, type)
+    "--epochs": ("epochs", int), "--batch-size": ("batch_size", int), "--lr": ("lr", float),
+    "--weight-decay": ("weight_decay", float), "--image-size": ("image_size", int), "--seed": ("seed", int),
+    "--grad-clip": ("grad_clip", float), "--amp": ("amp", str), "--num-workers": ("num_workers", int),
+}
+
+
+def cmd_list(args):
+    print("profiles:", ", ".join(experiments.PROFILES))
+    for name, exp in experiments.EXPERIMENTS.items():
+        print(f"  {name:<20} {exp['title']}")
+
+
+def cmd_train(args):
+    init_distributed()
+    overrides = {setting: value for flag, (setting, _) in TRAIN_OPTIONS.items()
+                 if (value := getattr(args, setting)) is not None}
+    if args.channels_last:
+        overrides["channels_last"] = True
+    result = experiments.run(args.experiment, args.profile, data_dir=args.data_dir, device=args.device,
+                             force=args.force, results_dir=args.results_dir, **overrides)
+    if world()[0] == 0:
+        metrics = result.metrics
+        print(f"{args.experiment} ({args.profile}): val Acc@1 {metrics['val_acc1']:.2f}  Acc@5 "
+              f"{metrics['val_acc5']:.2f}  ({result.dir})")
+
+
+def cmd_verify(args):
+    problems, counts = data.verify(args.root)
+    print(json.dumps(counts, indent=2))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.root}", file=sys.stderr)
+        return 1
+    print(f"{args.root}: no problems")
+    return 0
+
+
+def cmd_download(args):
+    root = data.download(args.root, url=args.url)
+    print(f"MiniPlaces is ready in {root}; use it with --data-dir {root} --profile full")
+
+
+def cmd_report(args):
+    out = report.build(profile=args.profile, data_dir=args.data_dir, device=args.device,
+                       force_retrain=args.force_retrain, formats=args.format, selected=args.notebooks)
+    for path in out["report"]:
+        print(f"wrote {path}")
+    print(f"report finished in {out['seconds']:.0f} s")
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m lib", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list experiments and profiles").set_defaults(func=cmd_list)
+
+    train = sub.add_parser("train", help="train one experiment (or re-use its cached run)")
+    train.add_argument("experiment")
+    train.add_argument("--profile", default="sample")
+    train.add_argument("--data-dir", help="MiniPlaces root (default: the embedded sample)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    train.add_argument("--results-dir", help="default: results/")
+    train.add_argument("--channels-last", action="store_true")
+    for flag, (setting, kind) in TRAIN_OPTIONS.items():
+        train.add_argument(flag, dest=setting, type=kind)
+    train.set_defaults(func=cmd_train)
+
+    data_cmd = sub.add_parser("data", help="check or fetch the data set").add_subparsers(dest="action", required=True)
+    verify = data_cmd.add_parser("verify", help="check list files, images, labels and counts")
+    verify.add_argument("root", nargs="?", default=str(data.SAMPLE_ROOT))
+    verify.set_defaults(func=cmd_verify)
+    download = data_cmd.add_parser("download", help="download and extract the full MiniPlaces release")
+    download.add_argument("root")
+    download.add_argument("--url", default=data.DATA_URL)
+    download.set_defaults(func=cmd_download)
+
+    rep = sub.add_parser("report", help="run every notebook and export results/report.pdf and .html")
+    rep.add_argument("--profile", default="sample")
+    rep.add_argument("--data-dir")
+    rep.add_argument("--device", default="auto")
+    rep.add_argument("--force-retrain", action="store_true")
+    rep.add_argument("--format", nargs="+", default=["pdf", "html"], choices=["pdf", "html"])
+    rep.add_argument("--notebooks", nargs="+", help="run only notebooks whose names start with these (e.g. 00 01)")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (data.DataError, experiments.ConfigError, report.ReportError, TrainingError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The one registry of named experiments and profiles, and `run`, which trains one or re-uses its cache.
+
+A configuration is plain data, resolved in this order (later wins)::
+
+    TRAIN_DEFAULTS  <-  PROFILES[profile]  <-  experiment["train"]  <-  experiment[profile]  <-  overrides
+
+Profiles change sizes and epochs, never code paths: `smoke` (seconds, for tests), `sample` (the embedded
+sample on a CPU, the default) and `full` (the real data set on a GPU with the reference settings).
+"""
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Subset
+
+from lib import data
+from lib.train import Trainer, load_checkpoint, world
+
+# Generated files go under results/ and figures/ of the project, or of $MINIPLACES_OUTPUT when set.
+OUTPUT_ROOT = Path(os.environ.get("MINIPLACES_OUTPUT", data.PROJECT_ROOT))
+RESULTS_DIR = OUTPUT_ROOT / "results"
+
+# The original harness (REFERENCE.md): SGD momentum 0.9, lr 0.1, wd 1e-4, 5 warmup epochs, cosine to 0.
+TRAIN_DEFAULTS = dict(
+    epochs=60, batch_size=256, val_batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
+    warmup_epochs=5, grad_clip=0.0, label_smoothing=0.0, seed=0, amp="auto", channels_last=False,
+    image_size=128, train_images=None, val_images=None, log_every=20, num_workers=0, adversarial=None,
+)
+
+PROFILES = {
+    "smoke": dict(image_size=32, epochs=2, batch_size=16, val_batch_size=32, train_images=96, val_images=48,
+                  warmup_epochs=0.5, log_every=1),
+    "sample": dict(image_size=64, epochs=8, batch_size=64, val_batch_size=100, warmup_epochs=1, log_every=10),
+    "full": dict(num_workers=8),
+}
+
+# PGD used to craft training samples for AdvSimpleNet (pixel units).
+ADVERSARIAL_TRAINING = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
+
+EXPERIMENTS = {
+    "simplenet": dict(
+        title="SimpleNet (nn.Conv2d)", model="simplenet", model_kwargs=dict(conv="native"),
+        full=dict(epochs=60)),
+    "simplenet_custom": dict(
+        title="SimpleNet (custom conv)", model="simplenet", model_kwargs=dict(conv="custom"),
+        full=dict(epochs=10), sample=dict(epochs=4)),
+}
+
+
+class ConfigError(ValueError):
+    """An unknown experiment, profile or setting; the message lists the valid ones."""
+
+
+# ----------------------------------------------------------------------------- configuration
+
+def _check_name(kind, name, valid):
+    if name not in valid:
+        raise ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
+
+
+def config(name, profile="sample", data_dir=None, **overrides):
+    """The resolved configuration (a dict of plain data) of experiment `name` under `profile`."""
+    _check_name("experiment", name, EXPERIMENTS)
+    _check_name("profile", profile, PROFILES)
+    exp = EXPERIMENTS[name]
+    unknown = set(overrides) - set(TRAIN_DEFAULTS) - {"model_kwargs"}
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid settings: "
+                          f"{', '.join(sorted(TRAIN_DEFAULTS))}, model_kwargs")
+    cfg = {**TRAIN_DEFAULTS, **PROFILES[profile], **exp.get("train", {}), **exp.get(profile, {})}
+    model_kwargs = {**exp.get("model_kwargs", {}), **overrides.pop("model_kwargs", {})}
+    cfg.update(overrides)
+    root = Path(data_dir) if data_dir else data.SAMPLE_ROOT
+    return {"experiment": name, "profile": profile, "title": exp["title"], "model": exp["model"],
+            "model_kwargs": model_kwargs, "data_dir": str(root.resolve()), **cfg}
+
+
+def run_dir(name, profile="sample", overrides=None, results_dir=None):
+    """results/runs/<name>/<profile>/, or <profile>-<hash> when settings were overridden."""
+    base = Path(results_dir or RESULTS_DIR) / "runs" / name
+    if not overrides:
+        return base / profile
+    digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return base / f"{profile}-{digest}"
+
+
+# ----------------------------------------------------------------------------- models and data
+
+def build_model(cfg):
+    """The model of a configuration, freshly initialised (pretrained weights per model_kwargs)."""
+    from lib import cnn, conv, vit
+    kwargs = dict(cfg["model_kwargs"])
+    if cfg["model"] in ("simplenet", "improvednet"):
+        ops = {"native": nn.Conv2d, "custom": conv.CustomConv2d}
+        op = kwargs.pop("conv", "native")
+        _check_name("conv", op, ops)
+        builder = cnn.SimpleNet if cfg["model"] == "simplenet" else cnn.ImprovedNet
+        return builder(conv_op=ops[op], **kwargs)
+    if cfg["model"] == "resnet18":
+        return cnn.resnet18(**kwargs)
+    if cfg["model"] == "vit":
+        return vit.SimpleViT(img_size=cfg["image_size"], **kwargs)
+    raise ConfigError(f"unknown model {cfg['model']!r}; valid models: simplenet, improvednet, resnet18, vit")
+
+
+def _evenly_spaced(n_total, n):
+    return torch.linspace(0, n_total - 1, n).round().long().tolist()
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded(root, split, size, limit):
+    """A split decoded once into memory (uint8), or streamed from disk when it would not fit."""
+    if limit is None and data.fits_in_memory(len(data.read_list(root, split)), size):
+        return data.load_split(root, split, size)
+    dataset = data.DecodedMiniPlaces(root, split, size=size)
+    if limit is not None:
+        dataset = Subset(dataset, _evenly_spaced(len(dataset), min(limit, len(dataset))))
+        images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+        return torch.utils.data.TensorDataset(torch.stack(images), torch.tensor(labels))
+    return dataset
+
+
+def datasets(cfg):
+    """(train_set, val_set, train_transform, val_transform) of a configuration."""
+    size = cfg["image_size"]
+    train_set = _decoded(cfg["data_dir"], "train", size, cfg["train_images"])
+    val_set = _decoded(cfg["data_dir"], "val", size, cfg["val_images"])
+    return train_set, val_set, data.TrainAugment(size), data.EvalTransform(size)
+
+
+def input_hook(cfg):
+    """The adversarial-training hook of a configuration, or None."""
+    if not cfg["adversarial"]:
+        return None
+    from lib.attacks import AdversarialTraining, PGDAttack
+    return AdversarialTraining(PGDAttack(targeted=None, **cfg["adversarial"]))
+
+
+# ----------------------------------------------------------------------------- runs
+
+class Run:
+    """A run directory: its config, per-epoch history, step log, final metrics and weights."""
+
+    def __init__(self, path):
+        self.dir = Path(path)
+        self.config = json.loads((self.dir / "config.json").read_text())
+
+    @property
+    def finished(self):
+        return (self.dir / "metrics.json").exists()
+
+    @property
+    def metrics(self):
+        return json.loads((self.dir / "metrics.json").read_text())
+
+    @property
+    def history(self):
+        return pd.read_csv(self.dir / "history.csv")
+
+    @property
+    def steps(self):
+        return pd.read_csv(self.dir / "steps.csv")
+
+    def load_model(self, best=False, device="cpu"):
+        """The trained model in eval mode: last epoch's weights, or the best val Acc@1's."""
+        cfg = dict(self.config, model_kwargs={**self.config["model_kwargs"], **(
+            {"pretrained": False} if self.config["model"] == "resnet18" else {})})
+        model = build_model(cfg)
+        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"), device)
+        model.load_state_dict(state["model"])
+        return model.to(device).eval()
+
+    def __repr__(self):
+        return f"Run({str(self.dir)!r}, finished={self.finished})"
+
+
+def _set_aside(path, why):
+    """Rename an existing run directory so that nothing finished is overwritten."""
+    if path.exists():
+        aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(path, aside)
+        print(f"kept the previous run of {path} as {aside}")
+
+
+def run(name, profile="sample", *, data_dir=None, device="auto", force=False, progress=True,
+        results_dir=None, stop_after=None, **overrides):
+    """Train experiment `name` under `profile`, or re-use its finished run with the same configuration.
+
+    An interrupted run with the same configuration resumes from its last checkpoint. `force=True`
+    retrains (the previous run is kept, renamed). `stop_after=k` stops after epoch k (for tests).
+    Overrides are settings of TRAIN_DEFAULTS (e.g. epochs=5) or model_kwargs={...}. Returns a Run.
+    """
+    cfg = config(name, profile, data_dir, **overrides)
+    path = run_dir(name, profile, overrides, results_dir)
+    rank, _ = world()
+    if rank == 0:
+        _prepare(path, cfg, force)
+    if dist.is_initialized():
+        dist.barrier()
+    if (path / "metrics.json").exists():
+        return Run(path)
+    model = build_model(cfg)
+    notes = {"pretrained_source": model.pretrained_source} if hasattr(model, "pretrained_source") else {}
+    trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
+                      input_hook=input_hook(cfg), progress=progress, notes=notes)
+    if (path / "checkpoint.pth").exists():
+        trainer.resume(path / "checkpoint.pth")
+    trainer.fit(stop_after)
+    if dist.is_initialized():
+        dist.barrier()
+    return Run(path)
+
+
+def _prepare(path, cfg, force):
+    """Make `path` hold this configuration: keep a finished match, set aside anything else."""
+    config_file = path / "config.json"
+    same = config_file.exists() and json.loads(config_file.read_text()) == cfg
+    if same and not force:
+        return
+    _set_aside(path, "forced" if same else "replaced")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,401 @@
+"""One training loop for every experiment: fit / evaluate, schedule, meters, checkpoints, history.
+
+A run lives in one directory::
+
+    config.json      the resolved configuration (plain data)
+    history.csv      one row per epoch: lr, train/val loss and Acc@1/Acc@5, time, images/s
+    steps.csv        one row every `log_every` optimizer steps: lr and training loss
+    metrics.json     final and best metrics plus provenance (written last: its presence means "finished")
+    checkpoint.pth   model, optimizer, scheduler, RNG state after the last finished epoch (git-ignored)
+    model_best.pth   model weights with the best val Acc@1 (git-ignored)
+    tb/              TensorBoard event files
+
+Launched by ``torchrun --nproc-per-node N -m lib train ...`` the same loop runs under
+DistributedDataParallel; only rank 0 writes files.
+"""
+import csv
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from lib.data import PROJECT_ROOT
+
+HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_loss", "val_acc1",
+                  "val_acc5", "epoch_time_s", "images_per_s"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example a non-finite loss); the message says what to do."""
+
+
+# ----------------------------------------------------------------------------- devices, processes
+
+def resolve_device(device="auto"):
+    """'auto' -> this process's CUDA device when present, else CPU. Returns a torch.device."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device
+
+
+def world():
+    """(rank, world_size) of this process; (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed():
+    """Join the process group when launched by torchrun (nccl on CUDA, gloo on CPU)."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def seed_everything(seed):
+    """Seed torch (CPU and CUDA) so a run is repeatable."""
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+# ----------------------------------------------------------------------------- schedule and meters
+
+def warmup_cosine(step, total_steps, warmup_steps):
+    """Learning-rate factor at optimizer step `step`: linear 0 -> 1 over warmup, then cosine 1 -> 0."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model, cfg):
+    """SGD with momentum or AdamW from cfg['optimizer'], lr and weight decay from cfg."""
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
+                               weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"unknown optimizer {cfg['optimizer']!r}; use 'sgd' or 'adamw'")
+
+
+def correct_topk(logits, labels, ks=(1, 5)):
+    """Number of samples whose label is among the top-k logits, for each k. logits (B, C), labels (B,)."""
+    top = logits.topk(max(ks), dim=1).indices
+    hits = top.eq(labels[:, None])
+    return [hits[:, :k].any(dim=1).sum() for k in ks]
+
+
+class Meter:
+    """Sums of loss, Acc@1 and Acc@5 hits and sample counts, reduced across processes on read."""
+
+    def __init__(self, device):
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, top1, top5, n
+        self.extra = {}
+
+    def update(self, loss, logits, labels):
+        c1, c5 = correct_topk(logits.detach(), labels)
+        n = labels.numel()
+        self.sums += torch.stack([loss.detach().double() * n, c1.double(), c5.double(),
+                                  torch.tensor(n, dtype=torch.float64, device=self.sums.device)])
+
+    def add(self, logs):
+        """Accumulate extra per-batch counts (e.g. {'clean_correct': n}) from an input hook."""
+        for key, value in logs.items():
+            self.extra[key] = self.extra.get(key, 0) + torch.as_tensor(value, dtype=torch.float64)
+
+    def result(self, prefix):
+        """{prefix_loss, prefix_acc1, prefix_acc5, ...} with accuracies in percent."""
+        sums = self.sums.clone()
+        keys = sorted(self.extra)
+        extra = torch.stack([self.extra[k].to(sums.device) for k in keys]) if keys else sums[:0]
+        both = torch.cat([sums, extra])
+        if world()[1] > 1:
+            dist.all_reduce(both)
+        loss, c1, c5, n = both[:4].tolist()
+        n = max(n, 1)
+        out = {f"{prefix}_loss": loss / n, f"{prefix}_acc1": 100 * c1 / n, f"{prefix}_acc5": 100 * c5 / n}
+        for key, value in zip(keys, both[4:].tolist()):
+            out[f"{prefix}_{key.replace('_correct', '_acc1')}"] = 100 * value / n
+        return out
+
+
+# ----------------------------------------------------------------------------- data loaders
+
+def build_loaders(train_set, val_set, cfg, seed):
+    """DataLoaders over (uint8 image, label) datasets; train sharded by DistributedSampler.
+
+    Train: shuffled per epoch from (seed, epoch), per-process batch cfg['batch_size'] // world size,
+    last partial batch dropped. Val: each process takes every world-size-th image, no padding.
+    """
+    rank, size = world()
+    sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    common = dict(num_workers=cfg["num_workers"], pin_memory=torch.cuda.is_available(),
+                  persistent_workers=cfg["num_workers"] > 0)
+    train = DataLoader(train_set, batch_size=max(1, cfg["batch_size"] // size), sampler=sampler,
+                       drop_last=True, **common)
+    val = DataLoader(val_set, batch_size=cfg["val_batch_size"], sampler=range(rank, len(val_set), size), **common)
+    if len(train) == 0:
+        raise TrainingError(f"{len(train_set)} training images make no full batch of {cfg['batch_size']}; "
+                            "lower --batch-size or use more data")
+    return train, val
+
+
+# ----------------------------------------------------------------------------- files
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp_path onto path, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def write_csv(path, rows, fields):
+    def write(p):
+        with open(p, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)
+
+
+def save_checkpoint(path, state):
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def load_checkpoint(path, device="cpu"):
+    """Read a checkpoint written by `fit` (weights_only: tensors and plain data only)."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def git_commit():
+    """HEAD of the project's repository (with '-dirty' for uncommitted changes), or 'unknown'."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def device_name(device):
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def peak_memory_mb(device):
+    """Peak memory of this process in MiB: CUDA allocator peak on a GPU, max resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def evaluate(model, loader, transform, device, amp_dtype=None, progress=False):
+    """Val loss and Acc@1/Acc@5 (percent) of `model` on `loader` (uint8 batches -> `transform`)."""
+    was_training = model.training
+    model.eval()
+    meter = Meter(device)
+    with torch.no_grad():
+        for images, labels in tqdm(loader, desc="val", leave=False, disable=not progress):
+            images, labels = transform(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(images)
+            meter.update(F.cross_entropy(logits.float(), labels), logits, labels)
+    model.train(was_training)
+    return meter.result("val")
+
+
+class Trainer:
+    """Trains `model` for cfg['epochs'] epochs, writing the run directory described in the module docstring.
+
+    cfg keys used: epochs, batch_size, optimizer, lr, momentum, weight_decay, warmup_epochs, grad_clip,
+    label_smoothing, seed, amp ('auto' | 'bf16' | 'off'), channels_last, log_every, num_workers, val_batch_size.
+    `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training).
+    `notes` (plain data, e.g. where pretrained weights came from) are copied into metrics.json.
+    """
+
+    def __init__(self, model, train_set, val_set, train_transform, val_transform, cfg, run_dir,
+                 device="auto", input_hook=None, progress=True, notes=None):
+        self.cfg, self.run_dir, self.input_hook, self.progress = cfg, Path(run_dir), input_hook, progress
+        self.notes = notes or {}
+        self.rank, self.world_size = world()
+        self.device = resolve_device(device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.amp_dtype = self._amp_dtype(cfg["amp"])
+        seed_everything(cfg["seed"])
+        self.train_loader, self.val_loader = build_loaders(train_set, val_set, cfg, cfg["seed"])
+        self.train_transform, self.val_transform = train_transform.to(self.device), val_transform.to(self.device)
+        self.memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.net = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
+        self.optimizer = build_optimizer(self.model, cfg)
+        steps_per_epoch = len(self.train_loader)
+        total, warmup = cfg["epochs"] * steps_per_epoch, round(cfg["warmup_epochs"] * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, total, warmup))
+        self.history, self.steps, self.epoch, self.best_acc1, self.train_time = [], [], 0, -1.0, 0.0
+
+    def _amp_dtype(self, amp):
+        if amp == "auto":
+            amp = "bf16" if self.device.type == "cuda" else "off"
+        if amp not in ("bf16", "off"):
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', not {amp!r}")
+        return torch.bfloat16 if amp == "bf16" else None
+
+    @property
+    def writes(self):
+        return self.rank == 0
+
+    # -- state
+    def state(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_acc1": self.best_acc1,
+                "history": self.history, "steps": self.steps, "train_time": self.train_time,
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []}
+
+    def resume(self, path):
+        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run."""
+        state = load_checkpoint(path, self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best_acc1, self.history = state["epoch"], state["best_acc1"], state["history"]
+        self.steps, self.train_time = state["steps"], state["train_time"]
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if self.device.type == "cuda" and len(state["rng_cuda"]):
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+
+    # -- loop
+    def train_epoch(self):
+        """One pass over the training loader; returns the epoch's train metrics."""
+        self.net.train()
+        self.train_loader.sampler.set_epoch(self.epoch)
+        meter, cfg = Meter(self.device), self.cfg
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False,
+                   disable=not (self.progress and self.writes))
+        for images, labels in bar:
+            images = self.train_transform(images.to(self.device, non_blocking=True))
+            images = images.contiguous(memory_format=self.memory_format)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.input_hook is not None:
+                images, logs = self.input_hook(self.net, images, labels)
+                meter.add(logs)
+            loss = self.step(images, labels, meter)
+            step = self.scheduler.last_epoch
+            if step % cfg["log_every"] == 0:
+                lr, loss = self.optimizer.param_groups[0]["lr"], loss.item()
+                self.steps.append({"step": step, "epoch": self.epoch + 1, "lr": lr, "loss": loss})
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}")
+        return meter.result("train")
+
+    def step(self, images, labels, meter):
+        """Forward, backward, clip, optimizer and schedule step for one batch; returns the loss."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            logits = self.net(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg["label_smoothing"])
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss.item()} in epoch {self.epoch + 1}; the run stopped and its last "
+                f"good checkpoint is kept in {self.run_dir}. Lower the learning rate (--lr) or set --grad-clip.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg["grad_clip"]:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["grad_clip"])
+        self.optimizer.step()
+        self.scheduler.step()
+        meter.update(loss, logits, labels)
+        return loss
+
+    def fit(self, stop_after=None):
+        """Train the remaining epochs (all of them, or up to epoch `stop_after`); returns metrics.
+
+        Writes checkpoint.pth every epoch and model_best.pth on a new best val Acc@1; metrics.json
+        only once the last epoch is done.
+        """
+        writer = self._tensorboard()
+        last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
+        while self.epoch < last:
+            lr = self.optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch()}
+            seconds = time.perf_counter() - start
+            self.train_time += seconds
+            row.update(self.validate())
+            row.update(epoch_time_s=seconds, images_per_s=len(self.train_loader) * self.cfg["batch_size"] / seconds)
+            self.history.append(row)
+            self.epoch += 1
+            self._save_epoch(row, writer)
+        if writer:
+            writer.close()
+        return self.finish() if self.epoch == self.cfg["epochs"] else None
+
+    def validate(self):
+        return evaluate(self.model, self.val_loader, self.val_transform, self.device, self.amp_dtype)
+
+    def _tensorboard(self):
+        if not self.writes:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter(self.run_dir / "tb")
+
+    def _save_epoch(self, row, writer):
+        if not self.writes:
+            return
+        new_best = row["val_acc1"] > self.best_acc1
+        self.best_acc1 = max(self.best_acc1, row["val_acc1"])
+        fields = HISTORY_FIELDS + sorted(set(row) - set(HISTORY_FIELDS))
+        write_csv(self.run_dir / "history.csv", self.history, fields)
+        write_csv(self.run_dir / "steps.csv", self.steps, ["step", "epoch", "lr", "loss"])
+        save_checkpoint(self.run_dir / "checkpoint.pth", self.state())
+        if new_best:
+            save_checkpoint(self.run_dir / "model_best.pth", {"model": self.model.state_dict(), "epoch": self.epoch})
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(f"epoch/{key}", value, self.epoch)
+        for entry in self.steps[-len(self.train_loader):]:
+            writer.add_scalar("step/loss", entry["loss"], entry["step"])
+            writer.add_scalar("step/lr", entry["lr"], entry["step"])
+        writer.flush()
+
+    def finish(self):
+        """metrics.json: the last epoch's metrics, the best val Acc@1, and provenance."""
+        last = self.history[-1]
+        images = sum(r["images_per_s"] * r["epoch_time_s"] for r in self.history)
+        metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
+                   "best_val_acc1": self.best_acc1, **self.notes, "provenance": {
+                       "config": self.cfg, "seed": self.cfg["seed"], "device": device_name(self.device),
+                       "processes": self.world_size, "torch": torch.__version__, "python": platform.python_version(),
+                       "git_commit": git_commit(), "train_time_s": self.train_time,
+                       "images_per_s": images / self.train_time, "peak_memory_mb": peak_memory_mb(self.device),
+                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+        if self.writes:
+            write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
