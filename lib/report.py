@@ -91,8 +91,9 @@ def export(notebook, stem, formats):
 
 
 def build(profile="sample", data_dir=None, device="auto", force_retrain=False, formats=("pdf", "html"),
-          selected=None, results_dir=RESULTS_DIR, progress=True):
-    """Execute the notebooks (all, or those whose names start with one of `selected`) and export the report.
+          selected=None, results_dir=RESULTS_DIR, progress=True, directory=NOTEBOOKS_DIR):
+    """Execute the notebooks of `directory` (all, or those whose names start with one of `selected`) and
+    export the report.
 
     Returns {'notebooks': [...], 'report': [...], 'seconds': wall time}.
     """
@@ -102,7 +103,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
         raise ReportError(f"unknown report format(s) {sorted(unknown)}; use pdf and/or html")
     if "pdf" in formats:
         check_pdf_tools()
-    chosen = [nb for nb in notebooks() if not selected or any(nb.name.startswith(s) for s in selected)]
+    chosen = [nb for nb in notebooks(directory) if not selected or any(nb.name.startswith(s) for s in selected)]
     results_dir = Path(results_dir)
     stage = results_dir / f".staging-{time.strftime('%Y%m%d-%H%M%S')}"
     stage.mkdir(parents=True)
