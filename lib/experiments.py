@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from lib import data
-from lib.train import Trainer, load_checkpoint, world
+from lib.train import Trainer, load_checkpoint, seed_everything, world
 
 # Generated files go under results/ and figures/ of the project, or of $MINIPLACES_OUTPUT when set.
 OUTPUT_ROOT = Path(os.environ.get("MINIPLACES_OUTPUT", data.PROJECT_ROOT))
@@ -233,6 +233,7 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
         dist.barrier()
     if (path / "metrics.json").exists():
         return Run(path)
+    seed_everything(cfg["seed"])
     model = build_model(cfg)
     notes = {"pretrained_source": model.pretrained_source} if hasattr(model, "pretrained_source") else {}
     trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,

@@ -77,7 +77,7 @@ def test_cli_train_and_list(tmp_path, capsys):
 def test_torchrun_two_processes_on_gloo(tmp_path):
     """DistributedDataParallel on CPU: two ranks train, only rank 0 writes the run."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0", "-m", "lib",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lib",
            "train", "simplenet", "--profile", "smoke", "--results-dir", str(tmp_path)]
     done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

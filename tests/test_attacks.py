@@ -1,0 +1,299 @@
+"""PGD attack, evaluation under attack and the adversarial-training hook (CPU, seconds)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.attacks import AdversarialTraining, PGDAttack, evaluate_under_attack
+from lib.data import Normalize
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tensors here are tiny: one thread is faster and steadier on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cnn(num_classes=6):
+    """Random CNN with BatchNorm and Dropout: input (B, 3, H, W) in [0, 1] -> logits."""
+    return nn.Sequential(Normalize(), nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+
+def mlp(num_classes):
+    return nn.Sequential(Normalize(), nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, num_classes))
+
+
+def prototype_data(n, seed, num_classes=10):
+    """Separable task: each class is a fixed random +-1 pattern of strength 0.2 plus noise. (n, 3, 8, 8)."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.randint(0, 2, (num_classes, 3, 8, 8), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    images = 0.5 + 0.2 * prototypes[labels] + 0.1 * torch.randn(n, 3, 8, 8, generator=g)
+    return images.clamp(0, 1), labels
+
+
+def robust_vs_fragile_data(n, seed):
+    """Two classes told apart by a strong 4x4 patch (+-0.3, noisy) and a weak shift (+-0.04) of every pixel.
+
+    The weak shift is the easier feature but an epsilon of 0.12 erases it; the patch survives.
+    """
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    sign = (2 * labels - 1).float()
+    images = 0.5 + 0.04 * sign.view(n, 1, 1, 1) + 0.05 * torch.randn(n, 3, 8, 8, generator=g)
+    images[:, 0, :4, :4] = 0.5 + 0.3 * sign.view(n, 1, 1) + 0.15 * torch.randn(n, 4, 4, generator=g)
+    return images.clamp(0, 1), labels
+
+
+def train(model, data, steps, hook=None, lr=1e-2):
+    """Adam on random batches of 128; `hook` replaces each batch (adversarial training)."""
+    images, labels = data
+    optimizer = torch.optim.Adam(model.parameters(), lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (128,), generator=g)
+        x, y = images[idx], labels[idx]
+        if hook is not None:
+            x, _ = hook(model, x, y)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    return train(mlp(10), prototype_data(1024, seed=1), steps=150)
+
+
+def random_images(n=4, size=8, seed=0):
+    """Uniform pixels with the extremes 0 and 1 present."""
+    x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    x[:, :, 0, 0], x[:, :, 0, 1] = 0.0, 1.0
+    return x
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 2 / 255, 8 / 255, 0.25])
+@pytest.mark.parametrize("targeted", ["least_likely", None])
+@pytest.mark.parametrize("random_start", [False, True])
+def test_output_stays_in_the_ball_and_in_pixel_range(epsilon, targeted, random_start):
+    torch.manual_seed(0)
+    model, x = tiny_cnn(), random_images()
+    labels = torch.randint(0, 6, (4,))
+    attack = PGDAttack(num_steps=5, step_size=epsilon / 3, epsilon=epsilon, targeted=targeted,
+                       random_start=random_start)
+    adv = attack.perturb(model, x, labels)
+    assert adv.shape == x.shape and adv.dtype == x.dtype and not adv.requires_grad
+    assert (adv - x).abs().max() <= epsilon + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    if epsilon > 0:
+        assert (adv - x).abs().max() > epsilon / 2
+
+
+def test_untargeted_attack_raises_the_loss():
+    torch.manual_seed(0)
+    model, x = tiny_cnn().eval(), random_images(16)
+    labels = torch.randint(0, 6, (16,))
+    adv = PGDAttack(num_steps=5, step_size=1 / 255, epsilon=4 / 255, targeted=None).perturb(model, x, labels)
+    with torch.no_grad():
+        assert F.cross_entropy(model(adv), labels) > F.cross_entropy(model(x), labels)
+
+
+def test_targeted_attack_reaches_the_least_likely_class(trained):
+    images, labels = prototype_data(200, seed=2)
+    with torch.no_grad():
+        clean = trained(images)
+    assert (clean.argmax(1) == labels).float().mean() > 0.95
+    attack = PGDAttack(num_steps=20, step_size=0.05, epsilon=0.4)
+    adv = attack.perturb(trained, images)
+    assert torch.equal(attack.last_targets, clean.argmin(1))
+    assert torch.allclose(attack.last_clean_logits, clean, atol=1e-5)
+    with torch.no_grad():
+        success = (trained(adv).argmax(1) == attack.last_targets).float().mean()
+    assert success > 0.9
+
+
+def mixed_mode_model():
+    """BatchNorm in train mode, Dropout in eval mode, the first conv frozen, a stale .grad on the head."""
+    model = tiny_cnn().train()
+    model[4].eval()
+    model[1].requires_grad_(False)
+    model[7].weight.grad = torch.ones_like(model[7].weight)
+    return model
+
+
+def snapshot(model):
+    return ([m.training for m in model.modules()], [p.requires_grad for p in model.parameters()])
+
+
+def test_modes_flags_and_grads_are_restored():
+    torch.manual_seed(0)
+    model = mixed_mode_model()
+    before = snapshot(model)
+    seen = []
+    model.register_forward_pre_hook(
+        lambda m, _: seen.append((any(s.training for s in m.modules()), any(p.requires_grad for p in m.parameters()))))
+    PGDAttack(num_steps=3, step_size=1 / 255, epsilon=4 / 255).perturb(model, random_images())
+    assert seen == [(False, False)] * 3  # crafted in eval mode with frozen parameters
+    assert snapshot(model) == before
+    assert torch.equal(model[7].weight.grad, torch.ones_like(model[7].weight))
+    assert all(p.grad is None for name, p in model.named_parameters() if name != "7.weight")
+
+
+def test_modes_are_restored_when_the_model_fails():
+    model = mixed_mode_model()
+    before = snapshot(model)
+
+    def fail(module, inputs):
+        raise RuntimeError("boom")
+    model[7].register_forward_pre_hook(fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        PGDAttack().perturb(model, random_images())
+    assert snapshot(model) == before
+
+
+def test_random_start_is_reproducible_with_a_seed():
+    model, x = tiny_cnn(), random_images()
+    attack = PGDAttack(num_steps=2, step_size=1 / 255, epsilon=8 / 255, random_start=True)
+    runs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        runs.append(attack.perturb(model, x))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_from_normalized_converts_with_the_mean_std():
+    attack = PGDAttack.from_normalized(num_steps=10, step_size=0.01, epsilon=0.1)
+    assert attack.num_steps == 10 and attack.targeted == "least_likely"
+    assert attack.epsilon == pytest.approx(0.1 * 0.226) and attack.step_size == pytest.approx(0.01 * 0.226)
+    assert "epsilon=5.76/255" in repr(attack) and "num_steps=10" in repr(attack)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epsilon=-0.1), "epsilon must be >= 0"),
+    (dict(epsilon=math.nan), "epsilon must be a finite number"),
+    (dict(step_size=-1e-3), "step_size must be >= 0"),
+    (dict(num_steps=0), "num_steps must be an integer >= 1"),
+    (dict(num_steps=2.5), "num_steps must be an integer >= 1"),
+    (dict(targeted="most_likely"), "targeted must be one of"),
+])
+def test_bad_settings_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PGDAttack(**kwargs)
+
+
+@pytest.mark.parametrize("images, labels, message", [
+    (random_images() * 2, None, r"pixel values in \[0, 1\]"),
+    ((random_images() * 255).to(torch.uint8), None, "float tensor"),
+    (torch.rand(4, 1, 8, 8), None, r"shape \(B, 3, H, W\)"),
+    (torch.rand(3, 8, 8), None, r"shape \(B, 3, H, W\)"),
+    (random_images(), torch.zeros(5, dtype=torch.long), r"labels must be an integer tensor of shape \(4,\)"),
+    (random_images(), torch.zeros(4), r"labels must be an integer tensor"),
+])
+def test_bad_inputs_are_rejected(images, labels, message):
+    with pytest.raises(ValueError, match=message):
+        PGDAttack().perturb(tiny_cnn(), images, labels)
+
+
+def test_untargeted_needs_labels_and_training_needs_untargeted():
+    with pytest.raises(ValueError, match="perturb\\(model, images, labels\\)"):
+        PGDAttack(targeted=None).perturb(tiny_cnn(), random_images())
+    with pytest.raises(ValueError, match="untargeted attack"):
+        AdversarialTraining(PGDAttack(targeted="least_likely"))
+
+
+class ToPixels(nn.Module):
+    """uint8 (B, 3, H, W) -> float in [0, 1]."""
+
+    def forward(self, x):
+        return x.float() / 255
+
+
+def manual_metrics(model, batches, attack):
+    """The numbers evaluate_under_attack should report, computed naively image by image."""
+    rows = []
+    for images, labels in batches:
+        x = images.float() / 255
+        adv = attack.perturb(model, x, labels)
+        targets = attack.last_targets
+        with torch.no_grad():
+            clean, attacked = model(x), model(adv)
+        for i in range(len(labels)):
+            delta = adv[i] - x[i]
+            rows.append(dict(
+                clean1=clean[i].argmax() == labels[i], adv1=attacked[i].argmax() == labels[i],
+                clean5=labels[i] in clean[i].argsort(descending=True)[:5],
+                adv5=labels[i] in attacked[i].argsort(descending=True)[:5],
+                hit=(attacked[i].argmax() == targets[i]) if targets is not None else attacked[i].argmax() != labels[i],
+                linf=delta.abs().max().item(), l2=delta.pow(2).sum().sqrt().item(), sq=delta.pow(2).mean().item()))
+    mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
+    if attack.targeted:
+        success = 100 * mean("hit")
+    else:
+        eligible = [r for r in rows if r["clean1"]]
+        success = 100 * sum(float(r["hit"]) for r in eligible) / len(eligible)
+    return {"clean_acc1": 100 * mean("clean1"), "clean_acc5": 100 * mean("clean5"),
+            "adv_acc1": 100 * mean("adv1"), "adv_acc5": 100 * mean("adv5"), "success_rate": success,
+            "linf": mean("linf"), "l2": mean("l2"), "psnr": -10 * math.log10(mean("sq")), "num_images": len(rows)}
+
+
+@pytest.mark.parametrize("targeted", ["least_likely", None])
+def test_evaluate_under_attack_matches_a_manual_count(trained, targeted):
+    images, labels = prototype_data(36, seed=3)
+    batches = [((images[i:i + 12] * 255).round().to(torch.uint8), labels[i:i + 12]) for i in (0, 12, 24)]
+    attack = PGDAttack(num_steps=3, step_size=0.08, epsilon=0.2, targeted=targeted)
+    was_training = trained.train().training
+    got = evaluate_under_attack(trained, batches, attack, transform=ToPixels(), max_batches=2)
+    assert trained.training == was_training
+    trained.eval()
+    expected = manual_metrics(trained, batches[:2], attack)
+    assert got.keys() == expected.keys() and got["num_images"] == 24
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-4), key
+    assert got["clean_acc1"] > got["adv_acc1"]
+    if targeted:  # the least-likely target pushes labels out of the top 5: top-5 counting is exercised
+        assert got["adv_acc5"] < 100
+
+
+def test_evaluate_rejects_an_empty_loader(trained):
+    with pytest.raises(ValueError, match="no images"):
+        evaluate_under_attack(trained, [], PGDAttack())
+
+
+def test_adversarial_training_hook_keeps_batchnorm_and_counts_clean_correct():
+    torch.manual_seed(0)
+    model, x = tiny_cnn().train(), random_images(16)
+    labels = torch.randint(0, 6, (16,))
+    bn = model[2]
+    stats = [t.clone() for t in (bn.running_mean, bn.running_var, bn.num_batches_tracked)]
+    hook = AdversarialTraining()
+    assert repr(hook.attack) == ("PGDAttack(num_steps=4, step_size=2/255, epsilon=8/255, targeted=None, "
+                                 "random_start=False)")
+    adv, logs = hook(model, x, labels)
+    for before, after in zip(stats, (bn.running_mean, bn.running_var, bn.num_batches_tracked)):
+        assert torch.equal(before, after)
+    assert all(m.training for m in model.modules())
+    assert (adv - x).abs().max() <= 8 / 255 + 1e-6
+    with torch.no_grad():
+        expected = (model.eval()(x).argmax(1) == labels).sum()
+    assert logs["clean_correct"].item() == expected.item()
+
+
+def test_adversarial_training_beats_plain_training_under_attack():
+    attack = PGDAttack(num_steps=5, step_size=0.04, epsilon=0.12, targeted=None)
+    data, test = robust_vs_fragile_data(2048, seed=1), [robust_vs_fragile_data(512, seed=2)]
+    results = {}
+    for name, hook in (("plain", None), ("adversarial", AdversarialTraining(attack))):
+        torch.manual_seed(0)
+        results[name] = evaluate_under_attack(train(mlp(2), data, steps=50, hook=hook), test, attack)
+    assert results["plain"]["clean_acc1"] > 95 and results["adversarial"]["clean_acc1"] > 90
+    assert results["adversarial"]["adv_acc1"] > results["plain"]["adv_acc1"] + 40
