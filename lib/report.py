@@ -67,9 +67,12 @@ def combine(executed, title):
     nbs = [nbformat.read(path, as_version=4) for path in executed]
     combined = nbformat.v4.new_notebook(metadata=copy.deepcopy(nbs[0].metadata))
     combined.metadata["title"] = title
-    for nb in nbs:
-        combined.cells += [_report_cell(cell) for cell in nb.cells if "parameters" not in cell.metadata.get("tags", [])
-                           and "injected-parameters" not in cell.metadata.get("tags", [])]
+    for index, nb in enumerate(nbs):
+        for cell in nb.cells:
+            if not {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+                cell = _report_cell(cell)
+                cell.id = f"nb{index}-{cell.id}"
+                combined.cells.append(cell)
     return combined
 
 

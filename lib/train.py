@@ -1,4 +1,5 @@
-"""One training loop for every experiment: fit / evaluate, schedule, meters, checkpoints, history.
+"""One training loop for every experiment: fit / evaluate, schedule, meters, checkpoints, history;
+and measurements of one training step (time, peak memory) and of a forward pass (FLOPs).
 
 A run lives in one directory::
 
@@ -14,11 +15,14 @@ Launched by ``torchrun --nproc-per-node N -m lib train ...`` the same loop runs 
 DistributedDataParallel; only rank 0 writes files.
 """
 import csv
+import functools
+import itertools
 import json
 import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -27,7 +31,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from lib.data import PROJECT_ROOT
@@ -269,6 +275,10 @@ class Trainer:
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', not {amp!r}")
         return torch.bfloat16 if amp == "bf16" else None
 
+    def autocast(self):
+        """bf16 autocast on the training device when amp is on, else a no-op context."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
     @property
     def writes(self):
         return self.rank == 0
@@ -306,7 +316,8 @@ class Trainer:
             images = images.contiguous(memory_format=self.memory_format)
             labels = labels.to(self.device, non_blocking=True)
             if self.input_hook is not None:
-                images, logs = self.input_hook(self.net, images, labels)
+                with self.autocast():
+                    images, logs = self.input_hook(self.net, images, labels)
                 meter.add(logs)
             loss = self.step(images, labels, meter)
             step = self.scheduler.last_epoch
@@ -318,7 +329,7 @@ class Trainer:
 
     def step(self, images, labels, meter):
         """Forward, backward, clip, optimizer and schedule step for one batch; returns the loss."""
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with self.autocast():
             logits = self.net(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg["label_smoothing"])
         if not torch.isfinite(loss):
@@ -399,3 +410,106 @@ class Trainer:
         if self.writes:
             write_json(self.run_dir / "metrics.json", metrics)
         return metrics
+
+
+# ----------------------------------------------------------------------------- measurements
+
+def _synchronize(device):
+    """Wait for the device's queued work, so that a wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _training_step(model, images, labels, optimizer):
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+
+
+def _step_peak_bytes(step, device):
+    """Most bytes held at once while step() runs, above those held when it starts.
+
+    CUDA: the caching allocator's statistics. CPU: the allocation and free events torch.profiler
+    records (kineto's console log is silenced unless KINETO_LOG_LEVEL is set).
+    """
+    if device.type == "cuda":
+        _synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        step()
+        _synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - start
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    return max(itertools.accumulate((nbytes for _, nbytes in events), initial=0))
+
+
+def measure_training_step(model, images, labels, optimizer=None, repeats=5):
+    """Median wall time and peak memory of one training step of `model` on one batch.
+
+    A step is zero_grad, forward, cross-entropy, backward and optimizer.step(); `optimizer` defaults to
+    SGD with lr 0 (the weights stay unchanged). images (B, C, H, W) and labels (B,) must be on the
+    model's device. One warm-up step (lazy allocations, optimizer state) is not counted, then
+    `repeats` steps are timed and one more step's memory is recorded: peak_memory_mb is the most
+    memory held at once during the step above what was held before it (parameters, optimizer state
+    and the batch are held before it; activations, gradients and temporaries count).
+    Returns {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}; the model's mode is restored.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels; pass one label per image")
+    device = images.device
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    step = functools.partial(_training_step, model, images, labels, optimizer)
+    was_training = model.training
+    model.train()
+    step()
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    optimizer.zero_grad(set_to_none=True)
+    peak = _step_peak_bytes(step, device)
+    model.train(was_training)
+    seconds = statistics.median(times)
+    return {"seconds_per_step": seconds, "images_per_s": images.shape[0] / seconds, "peak_memory_mb": peak / 2**20}
+
+
+
+def compare_training_steps(models, images, labels, optimizers=None, rounds=3, repeats=3):
+    """`measure_training_step` for several models side by side on one batch.
+
+    models: {name: model}; optimizers: {name: optimizer} (missing names get the default). The models
+    take turns over `rounds` rounds, so that a machine busy with other work slows each of them alike.
+    Returns {name: {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}}, medians over the rounds.
+    """
+    optimizers = optimizers or {}
+    measured = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            measured[name].append(measure_training_step(model, images, labels, optimizers.get(name), repeats))
+    return {name: {key: statistics.median(m[key] for m in results) for key in results[0]}
+            for name, results in measured.items()}
+
+def forward_flops(model, images):
+    """FLOPs (2 per multiply-accumulate) of one forward pass of `model` over the batch `images`.
+
+    Counted by torch.utils.flop_counter in eval mode, with scaled_dot_product_attention forced onto
+    its math kernel so that attention's matmuls are counted too (fused kernels are not). Only
+    convolutions and matrix multiplies count: normalisation, activations and softmax do not.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(images)
+    model.train(was_training)
+    return counter.get_total_flops()
