@@ -57,6 +57,19 @@ class _BottleneckCNN(nn.Module):
             bottleneck(conv_op, 256, 128, 512, batch_norm),
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(512, num_classes)
+        self._init_convs()
+
+    def _init_convs(self):
+        """He-normal conv weights (fan_in, ReLU gain) and zero biases, for either conv_op.
+
+        Without BatchNorm, PyTorch's default conv init shrinks the signal at every layer and
+        SimpleNet stays at chance level for many epochs; He init keeps its variance constant.
+        """
+        for module in self.features.modules():
+            if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 4:
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x):
         """x: pixels (B, 3, H, W) in [0, 1] -> logits (B, num_classes)."""
