@@ -71,18 +71,18 @@ EXPERIMENTS = {
         full=dict(epochs=60)),
     "simplenet_custom": dict(
         title="SimpleNet (custom conv)", model="simplenet", model_kwargs=dict(conv="custom"),
-        full=dict(epochs=10), sample=dict(epochs=4)),
+        full=dict(epochs=10), sample=dict(epochs=3)),
     # REFERENCE.md: the improved CNN's curve peaks near lr 0.1 while its table lists lr 0.01 / wd 0.05;
     # `improvednet` follows the curve, `improvednet_table` the table.
     "improvednet": dict(
         title="ImprovedNet", model="improvednet", model_kwargs=dict(conv="native"),
-        full=dict(epochs=60)),
+        full=dict(epochs=60), sample=dict(epochs=6)),
     "improvednet_table": dict(
         title="ImprovedNet (lr 0.01, wd 0.05)", model="improvednet", model_kwargs=dict(conv="native"),
         train=dict(lr=0.01, weight_decay=0.05), full=dict(epochs=60)),
     "resnet18": dict(
         title="ResNet-18", model="resnet18", model_kwargs=dict(pretrained="auto"),
-        full=dict(epochs=60, model_kwargs=dict(pretrained=True))),
+        full=dict(epochs=60, model_kwargs=dict(pretrained=True)), sample=dict(epochs=4)),
     "vit": dict(
         title="ViT (window attention)", model="vit", train=VIT_TRAIN, full=dict(epochs=90), sample=VIT_SAMPLE,
         smoke=VIT_SMOKE),
@@ -159,8 +159,12 @@ def _evenly_spaced(n_total, n):
 
 @functools.lru_cache(maxsize=4)
 def _decoded(root, split, size, limit):
-    """A split decoded once into memory (uint8), or streamed from disk when it would not fit."""
-    if limit is None and data.fits_in_memory(len(data.read_list(root, split)), size):
+    """A split decoded once into memory (uint8), or streamed from disk when it would not fit.
+
+    Under torchrun every process on this machine holds its own copy, so all of them must fit.
+    """
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if limit is None and data.fits_in_memory(copies * len(data.read_list(root, split)), size):
         return data.load_split(root, split, size)
     dataset = data.DecodedMiniPlaces(root, split, size=size)
     if limit is not None:
