@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from lib.data import IMAGENET_STD
@@ -122,12 +123,13 @@ class PGDAttack:
                 f"epsilon={self.epsilon * 255:.3g}/255, targeted={self.targeted!r}, "
                 f"random_start={self.random_start})")
 
-    def perturb(self, model, images, labels=None):
+    def perturb(self, model, images, labels=None, on_step=None):
         """Adversarial images (B, 3, H, W) in [0, 1] within epsilon (L-inf) of `images`.
 
         images: float (B, 3, H, W) in [0, 1]; labels: long (B,), required when untargeted.
         The model runs in eval mode with frozen parameters; its modes, requires_grad flags
-        and .grad fields are as before afterwards.
+        and .grad fields are as before afterwards. on_step(k, x), if given, is called after
+        each step k = 1..num_steps with the batch so far (detached, projected), still in eval mode.
         """
         _check_images(images)
         if labels is not None:
@@ -140,9 +142,9 @@ class PGDAttack:
         model = _unwrap(model)
         images = images.detach()
         with frozen_eval(model), torch.enable_grad():
-            return self._run(model, images, labels)
+            return self._run(model, images, labels, on_step)
 
-    def _run(self, model, images, labels):
+    def _run(self, model, images, labels, on_step):
         low = (images - self.epsilon).clamp_(min=0)  # the epsilon ball intersected with [0, 1]
         high = (images + self.epsilon).clamp_(max=1)
         x, clean_logits = images, None
@@ -160,6 +162,8 @@ class PGDAttack:
                 target = clean_logits.argmin(1) if self.targeted else labels
             grad, = torch.autograd.grad(F.cross_entropy(logits, target, reduction="sum"), x)
             x = (x.detach() + sign * self.step_size * grad.sign()).clamp(low, high)
+            if on_step is not None:
+                on_step(step + 1, x)
         self.last_clean_logits = clean_logits
         self.last_targets = target if self.targeted else None
         return x
@@ -189,21 +193,81 @@ def evaluate_under_attack(model, loader, attack, transform=None, device=None, ma
       psnr: 10 log10(1 / MSE) in dB, the MSE taken over all pixels of all images (inf if none changed);
       num_images.
     """
+    steps = attack.num_steps
+    return evaluate_over_steps(model, loader, attack, [steps], transform, device, max_batches)[steps]
+
+
+def evaluate_over_steps(model, loader, attack, steps, transform=None, device=None, max_batches=None):
+    """evaluate_under_attack of the same attack stopped after each of `steps`, from one run of it.
+
+    The first k steps of a PGD run are exactly a k-step PGD with the same settings (the target is
+    fixed at the first step; with random_start, the same seed), so one run of attack.num_steps
+    steps measures every shorter attack for the price of the longest plus one forward pass each.
+    steps: step counts in 1..attack.num_steps. Returns {k: the dict of evaluate_under_attack}.
+    """
+    steps = _check_steps(steps, attack.num_steps)
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     if isinstance(transform, nn.Module):
         transform = transform.to(device)
-    totals = dict(clean1=0, clean5=0, adv1=0, adv5=0, hits=0, eligible=0, linf=0.0, l2=0.0, sq=0.0, n=0, px=0)
+    totals = {k: dict(clean1=0, clean5=0, adv1=0, adv5=0, hits=0, eligible=0, linf=0.0, l2=0.0, sq=0.0, n=0, px=0)
+              for k in steps}
     num_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     with frozen_eval(model):
         for images, labels in tqdm(islice(loader, max_batches), total=num_batches, desc="PGD eval", leave=False):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             if transform is not None:
                 images = transform(images)
-            adv = attack.perturb(model, images, labels)
-            with torch.no_grad():
-                _accumulate(totals, images, adv, labels, attack.last_clean_logits, model(adv), attack.last_targets)
-    return _summarise(totals)
+            kept = {}
+
+            def keep(k, adv):
+                if k in totals:
+                    with torch.no_grad():
+                        kept[k] = adv, model(adv)
+            attack.perturb(model, images, labels, on_step=keep)
+            for k, (adv, adv_logits) in kept.items():
+                _accumulate(totals[k], images, adv, labels, attack.last_clean_logits, adv_logits,
+                            attack.last_targets)
+    return {k: _summarise(totals[k]) for k in steps}
+
+
+def _check_steps(steps, num_steps):
+    """Sorted distinct step counts, each an int in 1..num_steps."""
+    steps = sorted(set(steps))
+    bad = [k for k in steps if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_steps]
+    if not steps or bad:
+        raise ValueError(f"steps must be step counts in 1..{num_steps} (the attack's num_steps), got {steps!r}; "
+                         "raise the attack's num_steps to measure longer attacks")
+    return steps
+
+
+def robustness_curve(model, loader, epsilons, num_steps=10, targeted="least_likely", transform=None, device=None):
+    """evaluate_under_attack at each epsilon (pixel units) with PGD of `num_steps` steps of epsilon / num_steps.
+
+    The step follows the original harness's ratio (step 0.01 for epsilon 0.1 at 10 steps): its
+    default attack is the member epsilon = 5.76/255 of this family. Returns a list of the
+    dicts of evaluate_under_attack, each with its `epsilon` (pixel units) added.
+    """
+    rows = []
+    for epsilon in epsilons:
+        attack = PGDAttack(num_steps, step_size=epsilon / num_steps, epsilon=epsilon, targeted=targeted)
+        rows.append({"epsilon": epsilon, **evaluate_under_attack(model, loader, attack, transform, device)})
+    return rows
+
+
+def subset_loader(dataset, num_images=None, batch_size=100):
+    """A DataLoader, in order, over `num_images` evenly spaced items of `dataset` (all of them when None).
+
+    The picks spread over the whole list (whatever its order) and are the same every time, so
+    two models are attacked on the same images.
+    """
+    if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, int)
+                                   or num_images < 1):
+        raise ValueError(f"num_images must be a positive integer or None (all images), got {num_images!r}")
+    if num_images is None or num_images >= len(dataset):
+        return DataLoader(dataset, batch_size=batch_size)
+    picks = torch.linspace(0, len(dataset) - 1, num_images).round().long().tolist()
+    return DataLoader(Subset(dataset, picks), batch_size=batch_size)
 
 
 def _accumulate(totals, images, adv, labels, clean_logits, adv_logits, targets):

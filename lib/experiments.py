@@ -55,8 +55,8 @@ ADVERSARIAL_TRAINING = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
 ATTACKS = dict(
     default=dict(num_steps=10, step_size=0.01, epsilon=0.1),
     epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
-    grid_steps=(5, 10, 20, 40), grid_scales=(0.25, 0.5, 1, 2),
-    images=dict(smoke=16, sample=200, full=None),
+    grid_steps=(5, 10, 20), grid_scales=(0.25, 0.5, 1, 2),
+    images=dict(smoke=16, sample=100, full=None),
 )
 
 VIT_TRAIN = dict(optimizer="adamw", lr=0.01, weight_decay=0.05, grad_clip=1.0)
@@ -91,7 +91,7 @@ EXPERIMENTS = {
         train=VIT_TRAIN, full=dict(epochs=90), sample=VIT_SAMPLE, smoke=VIT_SMOKE),
     "advsimplenet": dict(
         title="AdvSimpleNet (PGD training)", model="simplenet", model_kwargs=dict(conv="native"),
-        train=dict(adversarial=ADVERSARIAL_TRAINING), full=dict(epochs=70), sample=dict(epochs=3, lr=0.01)),
+        train=dict(adversarial=ADVERSARIAL_TRAINING), full=dict(epochs=70), sample=dict(epochs=3)),
 }
 
 

@@ -69,3 +69,57 @@ def table(rows, columns=None, digits=2):
     """A DataFrame of result rows (list of dicts), numbers rounded for display."""
     frame = pd.DataFrame(rows, columns=columns)
     return frame.round(digits)
+
+
+def adversarial_examples(images, adversarial, captions, name, epsilon, scale=1.9):
+    """Originals, adversarial samples and their amplified difference, one column per image.
+
+    images, adversarial: (N, 3, H, W) in [0, 1]; captions: N pairs (caption under the original,
+    caption under the adversarial sample). The difference is shown as 0.5 + (adv - x) / (2 epsilon),
+    so mid-grey is no change and black/white a change of -/+ epsilon in that channel.
+    Returns the figure (saved as figures/<name>.png).
+    """
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0 to scale the difference, got {epsilon!r}")
+    difference = 0.5 + (adversarial - images) / (2 * epsilon)
+    rows = [("original", images), ("adversarial", adversarial),
+            (f"difference x{1 / (2 * epsilon):.0f}", difference)]
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(n * scale, 3 * scale * 1.3), squeeze=False)
+    for r, (label, batch) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(batch[c].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if r < 2:
+                ax.set_title(captions[c][r], fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    save(fig, name)
+    return fig
+
+
+def robustness_curves(curves, name):
+    """Top-1 / top-5 accuracy and attack success rate against epsilon, one line per model.
+
+    curves: {label: rows of lib.attacks.robustness_curve} (each row has epsilon in [0, 1] pixel
+    units, clean/adv accuracies and success_rate in percent). Epsilon 0 is the clean accuracy.
+    Returns the figure (saved as figures/<name>.png).
+    """
+    fig, (ax_acc, ax_success) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for label, rows in curves.items():
+        eps = [0.0] + [255 * row["epsilon"] for row in rows]
+        line, = ax_acc.plot(eps, [rows[0]["clean_acc1"]] + [row["adv_acc1"] for row in rows], marker="o",
+                            label=f"{label} top-1")
+        ax_acc.plot(eps, [rows[0]["clean_acc5"]] + [row["adv_acc5"] for row in rows], marker="s", ls="--",
+                    color=line.get_color(), label=f"{label} top-5")
+        ax_success.plot(eps[1:], [row["success_rate"] for row in rows], marker="o", label=label)
+    ax_acc.set(title="accuracy under attack (%)", xlabel="epsilon (/255)", ylim=(0, None))
+    ax_success.set(title="attack success rate (%)", xlabel="epsilon (/255)", ylim=(-2, 102))
+    ax_acc.legend(fontsize=7)
+    ax_success.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, name)
+    return fig

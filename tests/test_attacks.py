@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attacks import AdversarialTraining, PGDAttack, evaluate_under_attack
+from lib.attacks import (AdversarialTraining, PGDAttack, evaluate_over_steps, evaluate_under_attack,
+                         robustness_curve, subset_loader)
 from lib.data import Normalize
 
 
@@ -262,6 +263,59 @@ def test_evaluate_under_attack_matches_a_manual_count(trained, targeted):
     assert got["clean_acc1"] > got["adv_acc1"]
     if targeted:  # the least-likely target pushes labels out of the top 5: top-5 counting is exercised
         assert got["adv_acc5"] < 100
+
+
+def test_on_step_sees_every_step_and_the_last_is_the_result():
+    torch.manual_seed(0)
+    model, x = tiny_cnn(), random_images()
+    attack = PGDAttack(num_steps=4, step_size=1 / 255, epsilon=3 / 255)
+    seen = []
+    adv = attack.perturb(model, x, on_step=lambda k, xk: seen.append((k, xk.clone(), xk.requires_grad)))
+    assert [k for k, _, _ in seen] == [1, 2, 3, 4] and not any(grad for _, _, grad in seen)
+    assert torch.equal(seen[-1][1], adv)
+    for k, xk, _ in seen:
+        assert (xk - x).abs().max() <= min(k / 255, 3 / 255) + 1e-6
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_evaluate_over_steps_equals_separate_shorter_attacks(trained, random_start):
+    images, labels = prototype_data(48, seed=4)
+    batches = [(images[i:i + 16], labels[i:i + 16]) for i in (0, 16, 32)]
+    settings = dict(step_size=0.05, epsilon=0.3, random_start=random_start)
+    torch.manual_seed(0)
+    got = evaluate_over_steps(trained, batches, PGDAttack(num_steps=6, **settings), steps=[6, 1, 3])
+    assert list(got) == [1, 3, 6]
+    for k in (1, 3, 6):
+        torch.manual_seed(0)
+        assert got[k] == evaluate_under_attack(trained, batches, PGDAttack(num_steps=k, **settings))
+    assert got[1]["adv_acc1"] > got[6]["adv_acc1"]  # a longer attack does more damage here
+
+
+@pytest.mark.parametrize("steps", [[0], [7], [], [2.0], [True]])
+def test_evaluate_over_steps_rejects_steps_outside_the_run(trained, steps):
+    with pytest.raises(ValueError, match=r"step counts in 1\.\.6"):
+        evaluate_over_steps(trained, [prototype_data(4, seed=5)], PGDAttack(num_steps=6), steps)
+
+
+def test_robustness_curve_uses_step_epsilon_over_steps_and_degrades(trained):
+    data = [prototype_data(64, seed=6)]
+    rows = robustness_curve(trained, data, [0.15, 0.3], num_steps=5)
+    assert [row["epsilon"] for row in rows] == [0.15, 0.3]
+    attack = PGDAttack(num_steps=5, step_size=0.3 / 5, epsilon=0.3)
+    assert rows[1] == {"epsilon": 0.3, **evaluate_under_attack(trained, data, attack)}
+    assert rows[0]["clean_acc1"] == rows[1]["clean_acc1"] > rows[0]["adv_acc1"] > rows[1]["adv_acc1"]
+    assert rows[1]["linf"] == pytest.approx(0.3, abs=1e-6) and rows[1]["success_rate"] > 90
+
+
+def test_subset_loader_picks_the_same_evenly_spaced_images():
+    dataset = torch.utils.data.TensorDataset(torch.arange(100), torch.arange(100))
+    picked = torch.cat([x for x, _ in subset_loader(dataset, 5, batch_size=2)])
+    assert picked.tolist() == [0, 25, 50, 74, 99]
+    assert torch.cat([x for x, _ in subset_loader(dataset, None, batch_size=30)]).tolist() == list(range(100))
+    assert len(subset_loader(dataset, 1000).dataset) == 100
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="num_images must be a positive integer"):
+            subset_loader(dataset, bad)
 
 
 def test_evaluate_rejects_an_empty_loader(trained):
