@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lib import experiments
 from lib.__main__ import main
@@ -85,3 +86,14 @@ def test_torchrun_two_processes_on_gloo(tmp_path):
     metrics = json.loads((tmp_path / "runs" / "simplenet" / "smoke" / "metrics.json").read_text())
     assert metrics["provenance"]["processes"] == 2
     assert [p.name for p in (tmp_path / "runs" / "simplenet").iterdir()] == ["smoke"]
+
+
+def test_init_from_starts_from_another_runs_weights(tmp_path):
+    adv = experiments.run("advsimplenet", "smoke", results_dir=tmp_path, progress=False, init_from="simplenet",
+                          epochs=1, lr=0.0)
+    source = tmp_path / "runs" / "simplenet" / "smoke"
+    assert adv.metrics["initialised_from"] == str(source)
+    trained = experiments.Run(source).load_model().state_dict()
+    # lr 0: the optimizer leaves the weights where init_from put them
+    for key, value in adv.load_model().state_dict().items():
+        assert torch.equal(value, trained[key]), key
