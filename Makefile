@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= sample
+DATA_DIR ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -13,7 +14,7 @@ test: $(STAMP) pdf-tools
 	$(PY) -m pytest
 
 report: $(STAMP) pdf-tools
-	$(PY) -m lib report --profile $(PROFILE)
+	$(PY) -m lib report --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 benchmarks: $(STAMP)
 	$(PY) -m benchmarks.pipeline
