@@ -110,7 +110,7 @@ def _fold_rows(rows, input_shape, kernel, stride, padding):
     channels-last. Entries that came from the zero padding are dropped.
     """
     batch, channels, height, width = input_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    kh, kw = kernel
     out_h, out_w = output_size((height, width), kernel, stride, padding)
     patches = rows.view(batch, out_h, out_w, kh, kw, channels)
     folded = rows.new_zeros(batch, height, width, channels)

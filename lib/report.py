@@ -85,7 +85,7 @@ def export(notebook, stem, formats):
         exporter = exporters[fmt](exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
         try:
             body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
-        except Exception as error:  # nbconvert raises LatexFailed and others: name the format and keep going no further
+        except Exception as error:  # nbconvert raises LatexFailed, OSError and others: name the format
             raise ReportError(f"exporting the {fmt.upper()} report failed: {error}") from error
         path = stem.with_suffix(f".{fmt}")
         path.write_bytes(body if isinstance(body, bytes) else body.encode())

@@ -1,8 +1,6 @@
 """The one trainer: schedule, meters, checkpoints and resume, caching, errors, DDP on gloo."""
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -10,7 +8,6 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lib import experiments
 from lib.train import Meter, Trainer, TrainingError, correct_topk, warmup_cosine
 
 CFG = dict(epochs=3, batch_size=16, val_batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
