@@ -83,13 +83,13 @@ EXPERIMENTS = {
     # `improvednet` follows the curve, `improvednet_table` the table.
     "improvednet": dict(
         title="ImprovedNet", model="improvednet", model_kwargs=dict(conv="native"),
-        full=dict(epochs=60), sample=dict(epochs=6)),
+        full=dict(epochs=60), sample=dict(epochs=5)),
     "improvednet_table": dict(
         title="ImprovedNet (lr 0.01, wd 0.05)", model="improvednet", model_kwargs=dict(conv="native"),
         train=dict(lr=0.01, weight_decay=0.05), full=dict(epochs=60)),
     "resnet18": dict(
         title="ResNet-18", model="resnet18", model_kwargs=dict(pretrained="auto"),
-        full=dict(epochs=60, model_kwargs=dict(pretrained=True)), sample=dict(epochs=4)),
+        full=dict(epochs=60, model_kwargs=dict(pretrained=True)), sample=dict(epochs=3)),
     "vit": dict(
         title="ViT (window attention)", model="vit", train=VIT_TRAIN, full=dict(epochs=90), sample=VIT_SAMPLE,
         smoke=VIT_SMOKE),
