@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
@@ -225,10 +225,15 @@ def _stack_images(items):
     return torch.from_numpy(np.stack([image.numpy() for image, _ in items]))
 
 
-def load_split(root, split, size, num_workers=0, batch_size=256):
+def load_split(root, split, size, num_workers=0, batch_size=256, limit=None):
     """Decode every image of a split once: TensorDataset(uint8 (N, 3, B, B), int64 (N,)),
-    B = base_size(size). `num_workers` decoding processes (0: in this process)."""
+    B = base_size(size). `num_workers` decoding processes (0: in this process). `limit`: only
+    that many images, evenly spaced over the list file (the same ones every time)."""
     dataset = DecodedMiniPlaces(root, split, size)
+    targets = dataset.targets
+    if limit is not None and limit < len(dataset):
+        picks = torch.linspace(0, len(dataset) - 1, limit).round().long().tolist()
+        dataset, targets = Subset(dataset, picks), [targets[i] for i in picks]
     side = base_size(size)
     images = np.empty((len(dataset), 3, side, side), dtype=np.uint8)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
@@ -239,7 +244,7 @@ def load_split(root, split, size, num_workers=0, batch_size=256):
             images[start:start + len(batch)] = batch.numpy()
             start += len(batch)
             bar.update(len(batch))
-    return TensorDataset(torch.from_numpy(images), torch.tensor(dataset.targets, dtype=torch.int64))
+    return TensorDataset(torch.from_numpy(images), torch.tensor(targets, dtype=torch.int64))
 
 
 def _cgroup_memory_left():

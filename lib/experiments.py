@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Subset
 
 from lib import data
 from lib.train import Trainer, load_checkpoint, seed_everything, world
@@ -160,10 +159,6 @@ def build_model(cfg):
     raise ConfigError(f"unknown model {cfg['model']!r}; valid models: simplenet, improvednet, resnet18, vit")
 
 
-def _evenly_spaced(n_total, n):
-    return torch.linspace(0, n_total - 1, n).round().long().tolist()
-
-
 @functools.lru_cache(maxsize=4)
 def _decoded(root, split, size, limit):
     """A split decoded once into memory (uint8), or streamed from disk when it would not fit.
@@ -171,14 +166,9 @@ def _decoded(root, split, size, limit):
     Under torchrun every process on this machine holds its own copy, so all of them must fit.
     """
     copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    if limit is None and data.fits_in_memory(copies * len(data.read_list(root, split)), size):
-        return data.load_split(root, split, size)
-    dataset = data.DecodedMiniPlaces(root, split, size=size)
-    if limit is not None:
-        dataset = Subset(dataset, _evenly_spaced(len(dataset), min(limit, len(dataset))))
-        images, labels = zip(*(dataset[i] for i in range(len(dataset))))
-        return torch.utils.data.TensorDataset(torch.stack(images), torch.tensor(labels))
-    return dataset
+    if limit is not None or data.fits_in_memory(copies * len(data.read_list(root, split)), size):
+        return data.load_split(root, split, size, limit=limit)
+    return data.DecodedMiniPlaces(root, split, size=size)
 
 
 def datasets(cfg):

@@ -363,3 +363,12 @@ def test_download_leaves_other_folders_alone(tmp_path):
     with pytest.raises(data.DataError, match="not a MiniPlaces data set"):
         data.download(tmp_path / "mine", "http://127.0.0.1:9/x.tar.gz", timeout=1)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_load_split_limit_takes_evenly_spaced_images():
+    full = data.MiniPlaces(data.SAMPLE_ROOT, "val")
+    subset = data.load_split(data.SAMPLE_ROOT, "val", 32, limit=10)
+    images, labels = subset.tensors
+    picks = torch.linspace(0, len(full) - 1, 10).round().long().tolist()
+    assert images.shape == (10, 3, data.base_size(32), data.base_size(32)) and images.dtype == torch.uint8
+    assert labels.tolist() == [full.targets[i] for i in picks]
