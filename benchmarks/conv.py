@@ -1,6 +1,7 @@
 """CustomConv2d vs nn.Conv2d: forward+backward time and peak memory per SimpleNet layer and per training step.
 
     python -m benchmarks.conv [--batch 64] [--size 128] [--repeats 5] [--device all|cpu|cuda] [--threads N]
+                              [--precision both|fp32|bf16]
 
 Each conv layer of SimpleNet is timed on the input shape it sees in the network (batch x size x size
 images), each op on the memory format it gets there (nn.Conv2d: NCHW; CustomConv2d: the channels-last
@@ -8,6 +9,11 @@ output of the previous custom layer). The stem's input needs no gradient, as in 
 SimpleNet training step (zero_grad, forward, cross-entropy, backward, SGD with momentum) is timed the
 same way, and once more against a native network run in channels-last memory format, for context.
 Native and custom run interleaved in one process; the table gives medians over the repeats.
+
+Precision: both ops always run in the same one, recorded in every row (lib.train.precision_context).
+fp32: IEEE fp32, TF32 off for cuDNN and for matmuls (by default cuDNN convolutions would use TF32 and
+the custom op's matmuls full fp32). bf16: under bf16 autocast, where nn.Conv2d and the custom op both
+compute in bf16 (weights fp32). On a CPU without bf16 instructions bf16 is emulated and slow for both.
 
 Peak memory. CUDA: torch.cuda.max_memory_allocated during the steps, minus what was allocated before.
 CPU: each measurement runs in a fresh subprocess in which every allocation of 64 KiB or more is mapped
@@ -33,6 +39,7 @@ from torch import nn
 
 from lib.cnn import SimpleNet
 from lib.conv import CustomConv2d, release_workspace
+from lib.train import PRECISIONS, cpu_has_native_bf16, precision_context
 
 OPS = {"native": nn.Conv2d, "custom": CustomConv2d}
 STEP = "SimpleNet train step"
@@ -87,14 +94,20 @@ def train_step(variant, batch, size, device, channels_last=False):
     return step
 
 
-def build(case, variant, args, device):
-    """The step closure of one case ('SimpleNet train step...' or a layer name) for one variant."""
+def build(case, variant, args, device, precision):
+    """The step closure of one case ('SimpleNet train step...' or a layer name) for one variant, run in `precision`."""
     if case == STEP:
-        return train_step(variant, args.batch, args.size, device)
-    if case == STEP_CHANNELS_LAST:
-        return train_step(variant, args.batch, args.size, device, channels_last=variant == "native")
-    conv_kwargs, shape = next((kw, shape) for name, kw, shape in simplenet_layers(args.size) if name == case)
-    return layer_step(variant, conv_kwargs, shape, args.batch, device)
+        step = train_step(variant, args.batch, args.size, device)
+    elif case == STEP_CHANNELS_LAST:
+        step = train_step(variant, args.batch, args.size, device, channels_last=variant == "native")
+    else:
+        conv_kwargs, shape = next((kw, shape) for name, kw, shape in simplenet_layers(args.size) if name == case)
+        step = layer_step(variant, conv_kwargs, shape, args.batch, device)
+
+    def step_in_precision():
+        with precision_context(precision, device):
+            step()
+    return step_in_precision
 
 
 def synchronize(device):
@@ -131,10 +144,10 @@ def _proc_status_kb(field):
     return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
 
 
-def cpu_peak_mb(case, variant, args):
+def cpu_peak_mb(case, variant, args, precision):
     """Peak resident memory added by one step of the case, measured in a fresh subprocess (MiB)."""
     command = [sys.executable, "-m", "benchmarks.conv", "--batch", str(args.batch), "--size", str(args.size),
-               "--threads", str(torch.get_num_threads()), "--memory-of", case, variant]
+               "--threads", str(torch.get_num_threads()), "--memory-of", case, variant, precision]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
     result = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True,
                             text=True)
@@ -143,9 +156,9 @@ def cpu_peak_mb(case, variant, args):
     return float(result.stdout.split()[-1])
 
 
-def report_cpu_peak(case, variant, args):
+def report_cpu_peak(case, variant, precision, args):
     """Subprocess side of cpu_peak_mb: print VmHWM - VmRSS around one step after a warm-up, in MiB."""
-    step = build(case, variant, args, torch.device("cpu"))
+    step = build(case, variant, args, torch.device("cpu"), precision)
     step()
     release_workspace()
     before = _proc_status_kb("VmRSS")
@@ -158,31 +171,32 @@ def ratio(custom, native):
     return custom / native if native > 0 else float("nan")  # tiny layers may add no resident memory
 
 
-def measure(device, args):
-    """Rows of the table for one device."""
+def measure(device, precision, args):
+    """Rows of the table for one device and one precision (both ops in it)."""
     cases = [name for name, _, _ in simplenet_layers(args.size)] + [STEP, STEP_CHANNELS_LAST]
     rows = []
     for case in cases:
-        steps = {variant: build(case, variant, args, device) for variant in OPS}
+        steps = {variant: build(case, variant, args, device, precision) for variant in OPS}
         ms = median_ms(steps, args.repeats, device)
         if device.type == "cuda":
             mb = {variant: cuda_peak_mb(step, device) for variant, step in steps.items()}
         else:
             del steps  # free this process's copies before the subprocesses run
-            mb = {variant: cpu_peak_mb(case, variant, args) for variant in OPS}
-        rows.append(dict(device=device.type, case=case, native_ms=ms["native"], custom_ms=ms["custom"],
+            mb = {variant: cpu_peak_mb(case, variant, args, precision) for variant in OPS}
+        rows.append(dict(device=device.type, precision=precision, case=case, native_ms=ms["native"],
+                         custom_ms=ms["custom"],
                          time_ratio=ratio(ms["custom"], ms["native"]), native_mb=mb["native"], custom_mb=mb["custom"],
                          memory_ratio=ratio(mb["custom"], mb["native"])))
         print_row(rows[-1])
     return rows
 
 
-HEADER = f"{'device':6} {'case':46} {'native ms':>10} {'custom ms':>10} {'ratio':>6} {'native MiB':>11} " \
+HEADER = f"{'device':6} {'prec':4} {'case':46} {'native ms':>10} {'custom ms':>10} {'ratio':>6} {'native MiB':>11} " \
          f"{'custom MiB':>11} {'ratio':>6}"
 
 
 def print_row(row):
-    print(f"{row['device']:6} {row['case']:46} {row['native_ms']:10.1f} {row['custom_ms']:10.1f} "
+    print(f"{row['device']:6} {row['precision']:4} {row['case']:46} {row['native_ms']:10.1f} {row['custom_ms']:10.1f} "
           f"{row['time_ratio']:6.2f} {row['native_mb']:11.1f} {row['custom_mb']:11.1f} {row['memory_ratio']:6.2f}",
           flush=True)
 
@@ -195,7 +209,9 @@ def parse_args():
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
                         help="all: the CPU, and CUDA when present")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--memory-of", nargs=2, metavar=("CASE", "VARIANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["both", *PRECISIONS], default="both",
+                        help="fp32 (TF32 off) and/or bf16 autocast, the same for both ops")
+    parser.add_argument("--memory-of", nargs=3, metavar=("CASE", "VARIANT", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if min(args.batch, args.size, args.repeats) < 1:
         parser.error("--batch, --size and --repeats must be positive")
@@ -213,12 +229,14 @@ def main():
     devices = [torch.device("cpu")] if args.device != "cuda" else []
     if args.device != "cpu" and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
+    precisions = PRECISIONS if args.precision == "both" else (args.precision,)
     config = dict(batch=args.batch, size=args.size, repeats=args.repeats, threads=torch.get_num_threads(),
-                  torch=torch.__version__, load_average_at_start=os.getloadavg(),
+                  torch=torch.__version__, precisions=list(precisions), cpu_native_bf16=cpu_has_native_bf16(),
+                  load_average_at_start=os.getloadavg(),
                   cuda_device=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     print(f"batch {args.batch}, {args.size}x{args.size} images, median of {args.repeats}, "
           f"{config['threads']} CPU threads, load average {config['load_average_at_start'][0]:.1f}\n{HEADER}")
-    rows = [row for device in devices for row in measure(device, args)]
+    rows = [row for device in devices for precision in precisions for row in measure(device, precision, args)]
     config["load_average_at_end"] = os.getloadavg()
     out = Path(__file__).with_suffix(".json")
     out.write_text(json.dumps(dict(config=config, rows=rows), indent=1))
