@@ -151,18 +151,24 @@ AUTOCAST_CASES = {"3x3": dict(kernel_size=3, padding=1), "strided": dict(kernel_
                   "1x1": dict(kernel_size=1)}
 
 
+NEEDS_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
 @pytest.mark.parametrize("case", AUTOCAST_CASES)
-@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
-def test_autocast_runs_in_the_autocast_dtype_like_nn_conv2d(case, input_dtype):
+@pytest.mark.parametrize("device,dtype,input_dtype", [
+    ("cpu", torch.bfloat16, torch.float32), ("cpu", torch.bfloat16, torch.bfloat16),
+    pytest.param("cuda", torch.bfloat16, torch.float32, marks=NEEDS_CUDA),
+    pytest.param("cuda", torch.float16, torch.float16, marks=NEEDS_CUDA)])
+def test_autocast_runs_in_the_autocast_dtype_like_nn_conv2d(case, device, dtype, input_dtype):
     torch.manual_seed(0)
-    native = nn.Conv2d(16, 8, **AUTOCAST_CASES[case])
-    custom = CustomConv2d(16, 8, **AUTOCAST_CASES[case])
+    native = nn.Conv2d(16, 8, **AUTOCAST_CASES[case]).to(device)
+    custom = CustomConv2d(16, 8, **AUTOCAST_CASES[case]).to(device)
     custom.load_state_dict(native.state_dict())
-    x = torch.randn(2, 16, 10, 10, dtype=input_dtype)
+    x = torch.randn(2, 16, 10, 10, dtype=input_dtype, device=device)
     x_native, x_custom = x.clone().requires_grad_(), x.clone().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=dtype):
         out_native, out_custom = native(x_native), custom(x_custom)
-    assert out_custom.dtype == out_native.dtype == torch.bfloat16
+    assert out_custom.dtype == out_native.dtype == dtype
     torch.testing.assert_close(out_custom.float(), out_native.float(), rtol=2e-2, atol=2e-2)
     grad = torch.randn_like(out_native)
     out_native.backward(grad)

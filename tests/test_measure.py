@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.train import compare_training_steps, forward_flops, measure_training_step
+from lib.train import compare_training_steps, forward_flops, measure_training_step, precision_context
 
 
 def mlp(width=512):
@@ -80,3 +80,14 @@ class Attend(nn.Module):
 def test_forward_flops_counts_the_matmuls_of_fused_attention():
     x = torch.rand(3, 2, 10, 8)  # B, heads, N, d
     assert forward_flops(Attend(), x) == 2 * (2 * 3 * 2 * 10 * 10 * 8)  # QK^T and AV
+
+
+def test_precision_context_turns_tf32_off_and_restores_it():
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    for precision, autocast in (("fp32", False), ("bf16", True)):
+        with precision_context(precision, torch.device("cpu")):
+            assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision == "ieee"
+            assert torch.is_autocast_enabled("cpu") == autocast
+        assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == (conv, matmul)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        measure_training_step(mlp(), *batch(4), precision="fp16")
