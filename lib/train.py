@@ -361,7 +361,7 @@ class Trainer:
     def _resolve_amp(self):
         """'bf16' or 'off' for amp='auto' (see the class docstring); every process gets rank 0's choice."""
         if self.device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "off"
+            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "off"
         if not cpu_has_native_bf16():
             return "off"
         choice = torch.zeros(1)
