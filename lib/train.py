@@ -414,11 +414,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_acc1, self.history = state["epoch"], state["best_acc1"], state["history"]
         self.steps, self.train_time = state["steps"], state["train_time"]
-        self.amp, self.amp_speedup = state["amp"], state["amp_bf16_speedup"]
-        if len(state["rng"]) == self.world_size:
-            set_rng_state(state["rng"][self.rank], self.device)
+        # checkpoints written before amp and per-process RNG states were saved lack these keys
+        self.amp, self.amp_speedup = state.get("amp", self.amp), state.get("amp_bf16_speedup")
+        rng = state.get("rng", [])
+        if len(rng) == self.world_size:
+            set_rng_state(rng[self.rank], self.device)
         else:
-            warnings.warn(f"{path} was written by {len(state['rng'])} process(es), this run has {self.world_size}: "
+            warnings.warn(f"{path} holds the random state of {len(rng)} process(es), this run has {self.world_size}: "
                           "the random streams restart from new seeds, so the result differs from an uninterrupted run")
             seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
 

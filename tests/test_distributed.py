@@ -96,7 +96,7 @@ def test_a_single_process_resumes_a_two_process_checkpoint_with_a_warning(ddp_ru
     finally:
         sys.path.remove(str(WORKER.parent))
     run = trainer(tmp_path)
-    with pytest.warns(UserWarning, match="written by 2 process"):
+    with pytest.warns(UserWarning, match="random state of 2 process"):
         run.resume(ddp_runs[0] / "whole" / "checkpoint.pth")
     run.cfg = {**run.cfg, "epochs": 4}  # one more epoch than the 2-process run trained
     assert run.fit()["epochs"] == 4
