@@ -7,7 +7,8 @@ import json
 import sys
 
 from lib import data, experiments, report
-from lib.train import TrainingError, init_distributed, world
+from lib.devices import DeviceError, init_distributed, world
+from lib.train import TrainingError
 
 TRAIN_OPTIONS = {  # command-line flag -> (setting, type)
     "--epochs": ("epochs", int), "--batch-size": ("batch_size", int), "--lr": ("lr", float),
@@ -102,7 +103,8 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (data.DataError, experiments.ConfigError, report.ReportError, TrainingError, ValueError) as error:
+    except (data.DataError, experiments.ConfigError, report.ReportError, DeviceError, TrainingError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from lib.data import IMAGENET_STD
+from lib.train import correct_topk
 
 PIXEL_PER_NORMALIZED = sum(IMAGENET_STD) / len(IMAGENET_STD)  # 0.226
 TARGET_MODES = ("least_likely", None)
@@ -169,13 +170,6 @@ class PGDAttack:
         return x
 
 
-def _topk_correct(logits, labels, ks=(1, 5)):
-    """Number of rows whose label is among the top-k logits, for each k (capped at num_classes)."""
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
-    hits = top == labels[:, None]
-    return [hits[:, :k].any(1).sum().item() for k in ks]
-
-
 def evaluate_under_attack(model, loader, attack, transform=None, device=None, max_batches=None):
     """Clean and adversarial accuracy of `model` on `loader` under `attack`.
 
@@ -273,7 +267,7 @@ def subset_loader(dataset, num_images=None, batch_size=100):
 def _accumulate(totals, images, adv, labels, clean_logits, adv_logits, targets):
     """Add one batch's counts and perturbation sums to `totals` (in place)."""
     for key, logits in (("clean", clean_logits), ("adv", adv_logits)):
-        top1, top5 = _topk_correct(logits, labels)
+        top1, top5 = (hits.item() for hits in correct_topk(logits, labels))
         totals[key + "1"] += top1
         totals[key + "5"] += top5
     adv_pred = adv_logits.argmax(1)

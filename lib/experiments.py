@@ -23,7 +23,9 @@ import torch.distributed as dist
 from torch import nn
 
 from lib import data
-from lib.train import Trainer, load_checkpoint, seed_everything, world
+from lib.devices import seed_everything, world
+from lib.runfiles import load_checkpoint
+from lib.train import Trainer
 
 # Generated files go under results/ and figures/ of the project, or of $MINIPLACES_OUTPUT when set.
 OUTPUT_ROOT = Path(os.environ.get("MINIPLACES_OUTPUT", data.PROJECT_ROOT))

@@ -1,5 +1,4 @@
-"""One training loop for every experiment: fit / evaluate, schedule, meters, checkpoints, history;
-and measurements of one training step (time, peak memory) and of a forward pass (FLOPs).
+"""One training loop for every experiment: fit / evaluate, schedule, meters, loaders, history.
 
 A run lives in one directory::
 
@@ -16,18 +15,9 @@ Launched by ``torchrun --nproc-per-node N -m lib train ...`` the same loop runs 
 DistributedDataParallel: each process on the GPU of its local rank (or the CPU, on gloo), seeded with
 seed + rank, stopping together with the others on a non-finite loss; only rank 0 writes files.
 """
-import contextlib
-import copy
-import csv
-import functools
 import itertools
-import json
 import math
-import os
 import platform
-import resource
-import statistics
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -36,12 +26,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from lib.data import PROJECT_ROOT
+from lib import devices, runfiles, stepcost
 
 AMP_CHOICES = ("auto", "bf16", "off")
 AMP_MIN_SPEEDUP = 1.1  # amp="auto" on a CPU picks bf16 when a training step runs at least this much faster
@@ -51,82 +39,6 @@ HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_
 
 class TrainingError(RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message says what to do."""
-
-
-# ----------------------------------------------------------------------------- devices, processes
-
-def _launched_processes():
-    """Number of processes torchrun started for this job (1 outside torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", 1))
-
-
-def resolve_device(device="auto"):
-    """'auto' -> this process's CUDA device when present, else CPU. Returns a torch.device.
-
-    A CUDA device becomes the current one. 'cuda' (no index) means the GPU of this process's local
-    rank (LOCAL_RANK, 0 outside torchrun). Under torchrun with several processes an explicit 'cuda:N'
-    is an error: it would put every process on that one GPU (choose GPUs with CUDA_VISIBLE_DEVICES).
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type != "cuda":
-        return device
-    if not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu")
-    if device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    elif _launched_processes() > 1:
-        raise TrainingError(f"--device {device} under torchrun would put every process on one GPU; pass --device "
-                            "cuda (each process takes the GPU of its local rank) and choose the GPUs with "
-                            "CUDA_VISIBLE_DEVICES")
-    if device.index >= torch.cuda.device_count():
-        raise TrainingError(f"device {device} was asked for but {torch.cuda.device_count()} CUDA GPU(s) are visible")
-    torch.cuda.set_device(device)
-    return device
-
-
-def world():
-    """(rank, world_size) of this process; (0, 1) outside torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device="auto"):
-    """Resolve this process's device and, when torchrun started several processes, join their group.
-
-    The device decides the backend: CUDA -> nccl, CPU -> gloo. The GPU (of the local rank) is made
-    current and bound to the group (device_id) *before* joining, so that every collective, the
-    barriers of `experiments.run` included, runs on this process's own GPU. Returns the torch.device.
-    """
-    device = resolve_device(device)
-    if _launched_processes() > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            dist.init_process_group("nccl", device_id=device)
-        else:
-            dist.init_process_group("gloo")
-    return device
-
-
-def seed_everything(seed):
-    """Seed torch (CPU and CUDA) so a run is repeatable."""
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
-def rng_state(device):
-    """This process's random state: the CPU generator's and, on a GPU, its own device's generator's."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
-    return {"cpu": torch.get_rng_state(), "cuda": cuda}
-
-
-def set_rng_state(state, device):
-    """Restore a state from `rng_state` (CPU tensors) on this process's device."""
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and state["cuda"].numel():
-        torch.cuda.set_rng_state(state["cuda"], device)
-
 
 # ----------------------------------------------------------------------------- schedule and meters
 
@@ -191,7 +103,7 @@ class Meter:
         keys = sorted(self.extra)
         extra = torch.stack([self.extra[k].to(sums.device) for k in keys]) if keys else sums[:0]
         both = torch.cat([sums, extra])
-        if world()[1] > 1:
+        if devices.world()[1] > 1:
             dist.all_reduce(both)
         loss, c1, c5, n = both[:4].tolist()
         n = max(n, 1)
@@ -210,7 +122,7 @@ def build_loaders(train_set, val_set, cfg, seed, device):
     last partial batch dropped. Val: each process takes every world-size-th image, no padding.
     Batches are pinned in host memory when they go to a GPU (`device`).
     """
-    rank, size = world()
+    rank, size = devices.world()
     sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
     common = dict(num_workers=cfg["num_workers"], pin_memory=torch.device(device).type == "cuda",
                   persistent_workers=cfg["num_workers"] > 0)
@@ -221,63 +133,6 @@ def build_loaders(train_set, val_set, cfg, seed, device):
         raise TrainingError(f"{len(train_set)} training images make no full batch of {cfg['batch_size']}; "
                             "lower --batch-size or use more data")
     return train, val
-
-
-# ----------------------------------------------------------------------------- files
-
-def atomic_write(path, write):
-    """Call write(tmp_path), then rename tmp_path onto path, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path, data):
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def write_csv(path, rows, fields):
-    def write(p):
-        with open(p, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    atomic_write(path, write)
-
-
-def save_checkpoint(path, state):
-    atomic_write(path, lambda p: torch.save(state, p))
-
-
-def load_checkpoint(path):
-    """Read a checkpoint written by `fit` into CPU memory (weights_only: tensors and plain data only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def git_commit():
-    """HEAD of the project's repository (with '-dirty' for uncommitted changes), or 'unknown'."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return "unknown"
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-        return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
-def device_name(device):
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def peak_memory_mb(device):
-    """Peak memory of this process in MiB: CUDA allocator peak on a GPU, max resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -301,12 +156,6 @@ def evaluate(model, loader, transform, device, amp_dtype=None, progress=False, m
     model.train(was_training)
     return meter.result("val")
 
-
-def cpu_has_native_bf16():
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
 class Trainer:
     """Trains `model` for cfg['epochs'] epochs, writing the run directory described in the module docstring.
 
@@ -316,8 +165,8 @@ class Trainer:
     evaluation; None or absent: no cap).
     amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json): bf16 autocast on a GPU
     with bf16; on a CPU with bf16 instructions, bf16 when it makes this model's training step at least
-    AMP_MIN_SPEEDUP times faster (`bf16_speedup`, measured on one batch); otherwise off (fp32). bf16 autocast
-    keeps the weights, gradients and optimizer state in fp32.
+    AMP_MIN_SPEEDUP times faster (`lib.stepcost.bf16_speedup`, measured on one batch); otherwise off (fp32).
+    bf16 autocast keeps the weights, gradients and optimizer state in fp32.
     `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training);
     it runs inside the trainer's autocast, i.e. in the training precision.
     `notes` (plain data, e.g. where pretrained weights came from) are copied into metrics.json.
@@ -328,15 +177,15 @@ class Trainer:
                  device="auto", input_hook=None, progress=True, notes=None):
         self.cfg, self.run_dir, self.input_hook, self.progress = cfg, Path(run_dir), input_hook, progress
         self.notes = notes or {}
-        self.rank, self.world_size = world()
-        self.device = resolve_device(device)
+        self.rank, self.world_size = devices.world()
+        self.device = devices.resolve_device(device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         if cfg["amp"] not in AMP_CHOICES:
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', not {cfg['amp']!r}")
         self.amp = None if cfg["amp"] == "auto" else cfg["amp"]  # resolved by the first fit() or resume()
         self.amp_speedup = None
-        seed_everything(cfg["seed"] + self.rank)
+        devices.seed_everything(cfg["seed"] + self.rank)
         self.train_loader, self.val_loader = build_loaders(train_set, val_set, cfg, cfg["seed"], self.device)
         self.train_transform, self.val_transform = train_transform.to(self.device), val_transform.to(self.device)
         self.memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
@@ -362,12 +211,12 @@ class Trainer:
         """'bf16' or 'off' for amp='auto' (see the class docstring); every process gets rank 0's choice."""
         if self.device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "off"
-        if not cpu_has_native_bf16():
+        if not devices.cpu_has_native_bf16():
             return "off"
         choice = torch.zeros(1)
         if self.rank == 0:
             with torch.random.fork_rng(devices=[]):
-                self.amp_speedup = bf16_speedup(self.model, *self._probe_batch())
+                self.amp_speedup = stepcost.bf16_speedup(self.model, *self._probe_batch())
             choice += self.amp_speedup >= AMP_MIN_SPEEDUP
         if self.world_size > 1:
             dist.broadcast(choice, src=0)
@@ -394,7 +243,7 @@ class Trainer:
 
     def _gather_rng(self):
         """Every process's `rng_state` by rank, on rank 0 (None elsewhere); a collective under DDP."""
-        mine = rng_state(self.device)
+        mine = devices.rng_state(self.device)
         if self.world_size == 1:
             return [mine]
         states = [None] * self.world_size if self.rank == 0 else None
@@ -408,7 +257,7 @@ class Trainer:
         processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
         and a warning says so.
         """
-        state = load_checkpoint(path)
+        state = runfiles.load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -418,11 +267,11 @@ class Trainer:
         self.amp, self.amp_speedup = state.get("amp", self.amp), state.get("amp_bf16_speedup")
         rng = state.get("rng", [])
         if len(rng) == self.world_size:
-            set_rng_state(rng[self.rank], self.device)
+            devices.set_rng_state(rng[self.rank], self.device)
         else:
             warnings.warn(f"{path} holds the random state of {len(rng)} process(es), this run has {self.world_size}: "
                           "the random streams restart from new seeds, so the result differs from an uninterrupted run")
-            seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
+            devices.seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
 
     # -- loop
     def train_epoch(self):
@@ -532,11 +381,12 @@ class Trainer:
         if not self.writes:
             return
         fields = HISTORY_FIELDS + sorted(set(row) - set(HISTORY_FIELDS))
-        write_csv(self.run_dir / "history.csv", self.history, fields)
-        write_csv(self.run_dir / "steps.csv", self.steps, ["step", "epoch", "lr", "loss"])
-        save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))
+        runfiles.write_csv(self.run_dir / "history.csv", self.history, fields)
+        runfiles.write_csv(self.run_dir / "steps.csv", self.steps, ["step", "epoch", "lr", "loss"])
+        runfiles.save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))
         if new_best:
-            save_checkpoint(self.run_dir / "model_best.pth", {"model": self.model.state_dict(), "epoch": self.epoch})
+            runfiles.save_checkpoint(self.run_dir / "model_best.pth",
+                                     {"model": self.model.state_dict(), "epoch": self.epoch})
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(f"epoch/{key}", value, self.epoch)
@@ -551,163 +401,14 @@ class Trainer:
         images = sum(r["images_per_s"] * r["epoch_time_s"] for r in self.history)
         metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
                    "best_val_acc1": self.best_acc1, **self.notes, "provenance": {
-                       "config": self.cfg, "seed": self.cfg["seed"], "device": device_name(self.device),
+                       "config": self.cfg, "seed": self.cfg["seed"], "device": devices.device_name(self.device),
                        "processes": self.world_size, "amp": self.amp, "amp_bf16_speedup": self.amp_speedup,
                        "torch": torch.__version__, "python": platform.python_version(),
-                       "git_commit": git_commit(), "train_time_s": self.train_time,
-                       "images_per_s": images / self.train_time, "peak_memory_mb": peak_memory_mb(self.device),
+                       "git_commit": runfiles.git_commit(), "train_time_s": self.train_time,
+                       "images_per_s": images / self.train_time,
+                       "peak_memory_mb": devices.peak_memory_mb(self.device),
                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
         if self.writes:
-            write_json(self.run_dir / "metrics.json", metrics)
+            runfiles.write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
-
-# ----------------------------------------------------------------------------- measurements
-
-def _synchronize(device):
-    """Wait for the device's queued work, so that a wall-clock time covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(step, device):
-    """Wall-clock seconds of step(), the device's queued work included."""
-    _synchronize(device)
-    start = time.perf_counter()
-    step()
-    _synchronize(device)
-    return time.perf_counter() - start
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-@contextlib.contextmanager
-def precision_context(precision, device):
-    """Run a measurement in one stated precision, the same for every op compared.
-
-    'fp32': IEEE fp32 throughout (TF32 off for cuDNN convolutions and CUDA matmuls, which otherwise
-    differ: cuDNN uses TF32 by default, matmuls do not). 'bf16': bf16 autocast on `device` (weights stay
-    fp32; ops autocast keeps in fp32 run in IEEE fp32). The TF32 settings are restored on exit.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
-    try:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            yield
-    finally:
-        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
-
-
-def _training_step(model, images, labels, optimizer):
-    optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(model(images), labels).backward()
-    optimizer.step()
-
-
-def _step_peak_bytes(step, device):
-    """Most bytes held at once while step() runs, above those held when it starts.
-
-    CUDA: the caching allocator's statistics. CPU: the allocation and free events torch.profiler
-    records (kineto's console log is silenced unless KINETO_LOG_LEVEL is set).
-    """
-    if device.type == "cuda":
-        _synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        start = torch.cuda.memory_allocated(device)
-        step()
-        _synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - start
-    from lib.conv import release_workspace
-    release_workspace()  # the custom convolution's reusable unfold buffer must count in the measured step
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    return max(itertools.accumulate((nbytes for _, nbytes in events), initial=0))
-
-
-def measure_training_step(model, images, labels, optimizer=None, repeats=5, precision="fp32"):
-    """Median wall time and peak memory of one training step of `model` on one batch, in `precision`.
-
-    A step is zero_grad, forward, cross-entropy, backward and optimizer.step(); `optimizer` defaults to
-    SGD with lr 0 (the weights stay unchanged). images (B, C, H, W) and labels (B,) must be on the
-    model's device. One warm-up step (lazy allocations, optimizer state) is not counted, then
-    `repeats` steps are timed and one more step's memory is recorded: peak_memory_mb is the most
-    memory held at once during the step above what was held before it (parameters, optimizer state
-    and the batch are held before it; activations, gradients and temporaries count).
-    precision: 'fp32' (IEEE, TF32 off) or 'bf16' (autocast), see `precision_context`.
-    Returns {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}; the model's mode is restored.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels; pass one label per image")
-    device = images.device
-    if optimizer is None:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    step = functools.partial(_training_step, model, images, labels, optimizer)
-    was_training = model.training
-    model.train()
-    with precision_context(precision, device):
-        step()
-        times = [_timed(step, device) for _ in range(repeats)]
-        optimizer.zero_grad(set_to_none=True)
-        peak = _step_peak_bytes(step, device)
-    model.train(was_training)
-    seconds = statistics.median(times)
-    return {"seconds_per_step": seconds, "images_per_s": images.shape[0] / seconds, "peak_memory_mb": peak / 2**20}
-
-
-def compare_training_steps(models, images, labels, optimizers=None, rounds=3, repeats=3, precision="fp32"):
-    """`measure_training_step` for several models side by side on one batch, all in one `precision`.
-
-    models: {name: model}; optimizers: {name: optimizer} (missing names get the default). The models
-    take turns over `rounds` rounds, so that a machine busy with other work slows each of them alike.
-    Returns {name: {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}}, medians over the rounds.
-    """
-    optimizers = optimizers or {}
-    measured = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            measured[name].append(measure_training_step(model, images, labels, optimizers.get(name), repeats,
-                                                        precision))
-    return {name: {key: statistics.median(m[key] for m in results) for key in results[0]}
-            for name, results in measured.items()}
-
-
-def bf16_speedup(model, images, labels, repeats=2):
-    """Seconds per training step of `model` in fp32 over seconds under bf16 autocast (> 1: bf16 is faster).
-
-    The steps (SGD, lr 0) run on a copy of the model in training mode, so the model and its BatchNorm
-    statistics are left as they were; dropout draws from the global RNG (fork it to keep it). One
-    warm-up step in each precision, then `repeats` rounds taking turns; the fastest step of each.
-    """
-    probe = copy.deepcopy(model).train()
-    step = functools.partial(_training_step, probe, images, labels, torch.optim.SGD(probe.parameters(), lr=0.0))
-    seconds = {precision: [] for precision in PRECISIONS}
-    for round_ in range(repeats + 1):
-        for precision in PRECISIONS:
-            with precision_context(precision, images.device):
-                took = _timed(step, images.device)
-            if round_:
-                seconds[precision].append(took)
-    return min(seconds["fp32"]) / min(seconds["bf16"])
-
-def forward_flops(model, images):
-    """FLOPs (2 per multiply-accumulate) of one forward pass of `model` over the batch `images`.
-
-    Counted by torch.utils.flop_counter in eval mode, with scaled_dot_product_attention forced onto
-    its math kernel so that attention's matmuls are counted too (fused kernels are not). Only
-    convolutions and matrix multiplies count: normalisation, activations and softmax do not.
-    """
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(images)
-    model.train(was_training)
-    return counter.get_total_flops()

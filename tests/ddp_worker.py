@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lib.train import Trainer, TrainingError, init_distributed, world
+from lib.devices import init_distributed, world
+from lib.train import Trainer, TrainingError
 
 CFG = dict(epochs=3, batch_size=16, val_batch_size=16, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
            warmup_epochs=1, grad_clip=1.0, label_smoothing=0.0, seed=0, amp="off", channels_last=False,

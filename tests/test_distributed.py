@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from lib import experiments, train
+from lib import devices, experiments
 from lib.data import PROJECT_ROOT
-from lib.train import TrainingError
+from lib.devices import DeviceError
 
 WORKER = PROJECT_ROOT / "tests" / "ddp_worker.py"
 
@@ -33,27 +33,27 @@ def fake_two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
-    monkeypatch.setattr(train.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(train.dist, "init_process_group",
+    monkeypatch.setattr(devices.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(devices.dist, "init_process_group",
                         lambda backend, device_id=None: calls.append(("init_process_group", backend, device_id)))
     return calls
 
 
 @pytest.mark.parametrize("device", ["auto", "cuda"])
 def test_the_local_gpu_is_set_and_bound_before_joining(fake_two_gpus, device):
-    assert train.init_distributed(device) == torch.device("cuda", 1)
+    assert devices.init_distributed(device) == torch.device("cuda", 1)
     gpu = torch.device("cuda", 1)
     assert fake_two_gpus == [("set_device", gpu), ("init_process_group", "nccl", gpu)]
 
 
 def test_the_device_decides_the_backend(fake_two_gpus):
-    assert train.init_distributed("cpu") == torch.device("cpu")
+    assert devices.init_distributed("cpu") == torch.device("cpu")
     assert fake_two_gpus == [("init_process_group", "gloo", None)]
 
 
 def test_an_explicit_gpu_under_torchrun_is_an_error(fake_two_gpus):
-    with pytest.raises(TrainingError, match="every process on one GPU.*CUDA_VISIBLE_DEVICES"):
-        train.init_distributed("cuda:0")
+    with pytest.raises(DeviceError, match="every process on one GPU.*CUDA_VISIBLE_DEVICES"):
+        devices.init_distributed("cuda:0")
     assert fake_two_gpus == []
 
 
@@ -112,10 +112,13 @@ def test_a_nan_loss_on_one_rank_stops_both_promptly(ddp_runs):
     assert not (out / "nan" / "checkpoint.pth").exists()
 
 
-def test_a_torchrun_run_is_reused_by_a_single_process(tmp_path):
+def test_a_torchrun_run_is_written_once_and_reused_by_a_single_process(tmp_path):
+    """`torchrun -m lib train` on gloo: both ranks train, only rank 0 reports and writes the run, which a
+    later single-process call finds finished and re-uses."""
     done = torchrun("-m", "lib", "train", "simplenet", "--profile", "smoke", "--device", "cpu",
                     "--results-dir", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("val Acc@1") == 1
     path = tmp_path / "runs" / "simplenet" / "smoke"
     stamp = (path / "metrics.json").stat().st_mtime_ns
     again = experiments.run("simplenet", "smoke", results_dir=tmp_path, device="cpu", progress=False)

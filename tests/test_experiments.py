@@ -1,15 +1,9 @@
 """The experiment registry, cached runs and the command line."""
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from lib import experiments
 from lib.__main__ import main
-from lib.data import PROJECT_ROOT
 
 
 def test_config_resolution_order():
@@ -73,19 +67,6 @@ def test_cli_train_and_list(tmp_path, capsys):
     assert "val Acc@1" in capsys.readouterr().out
     assert main(["list"]) == 0
     assert "simplenet_custom" in capsys.readouterr().out
-
-
-def test_torchrun_two_processes_on_gloo(tmp_path):
-    """DistributedDataParallel on CPU: two ranks train, only rank 0 writes the run."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lib",
-           "train", "simplenet", "--profile", "smoke", "--results-dir", str(tmp_path)]
-    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("val Acc@1") == 1
-    metrics = json.loads((tmp_path / "runs" / "simplenet" / "smoke" / "metrics.json").read_text())
-    assert metrics["provenance"]["processes"] == 2
-    assert [p.name for p in (tmp_path / "runs" / "simplenet").iterdir()] == ["smoke"]
 
 
 def test_init_from_starts_from_another_runs_weights(tmp_path):

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from lib.train import compare_training_steps, forward_flops, measure_training_step, precision_context
+from lib.devices import precision_context
+from lib.stepcost import compare_training_steps, forward_flops, measure_training_step
 
 
 def mlp(width=512):

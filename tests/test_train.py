@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
-from lib import train
+from lib import devices, stepcost
 from lib.train import Meter, Trainer, TrainingError, correct_topk, warmup_cosine
 
 CFG = dict(epochs=3, batch_size=16, val_batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
@@ -170,8 +170,8 @@ def test_nan_is_caught_at_the_next_log_point(tmp_path):
 
 
 def test_amp_auto_without_cpu_bf16_is_off_and_recorded(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
-    monkeypatch.setattr(train, "bf16_speedup", lambda *a: pytest.fail("no measurement without bf16 instructions"))
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(stepcost, "bf16_speedup", lambda *a: pytest.fail("no measurement without bf16 instructions"))
     trainer(tmp_path, amp="auto", epochs=1).fit()
     provenance = json.loads((tmp_path / "metrics.json").read_text())["provenance"]
     assert provenance["amp"] == "off" and provenance["amp_bf16_speedup"] is None
@@ -179,12 +179,12 @@ def test_amp_auto_without_cpu_bf16_is_off_and_recorded(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("speedup, choice", [(1.8, "bf16"), (0.73, "off")])
 def test_amp_auto_on_a_bf16_cpu_follows_the_measured_speedup(tmp_path, monkeypatch, speedup, choice):
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(train, "bf16_speedup", lambda model, images, labels: speedup)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(stepcost, "bf16_speedup", lambda model, images, labels: speedup)
     run = trainer(tmp_path, amp="auto", epochs=2)
     run.fit(stop_after=1)
     provenance = trainer(tmp_path, amp="auto", epochs=2)
-    monkeypatch.setattr(train, "bf16_speedup", lambda *a: pytest.fail("a resumed run keeps its choice"))
+    monkeypatch.setattr(stepcost, "bf16_speedup", lambda *a: pytest.fail("a resumed run keeps its choice"))
     provenance.resume(tmp_path / "checkpoint.pth")
     metrics = provenance.fit()["provenance"]
     assert (metrics["amp"], metrics["amp_bf16_speedup"]) == (choice, speedup)
@@ -195,7 +195,7 @@ def test_bf16_speedup_leaves_model_and_random_state_alone():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     with torch.random.fork_rng(devices=[]):
-        speedup = train.bf16_speedup(model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), repeats=1)
+        speedup = stepcost.bf16_speedup(model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), repeats=1)
     assert speedup > 0 and torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.train import forward_flops
+from lib.stepcost import forward_flops
 from lib.vit import (Attention, DropPath, SimpleViT, TransformerBlock, attention_flops, token_grid,
                      window_partition, window_unpartition)
 
