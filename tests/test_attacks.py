@@ -323,6 +323,14 @@ def test_evaluate_rejects_an_empty_loader(trained):
         evaluate_under_attack(trained, [], PGDAttack())
 
 
+def test_a_tie_counts_against_the_label_as_in_the_trainer():
+    """Constant logits tie every class, so no label is in the top 1 or top 5 (`lib.train.correct_topk`)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6))
+    nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)
+    got = evaluate_under_attack(model, [(random_images(), torch.tensor([0, 1, 2, 3]))], PGDAttack(num_steps=1))
+    assert (got["clean_acc1"], got["clean_acc5"], got["adv_acc1"], got["adv_acc5"]) == (0, 0, 0, 0)
+
+
 def test_adversarial_training_hook_keeps_batchnorm_and_counts_clean_correct():
     torch.manual_seed(0)
     model, x = tiny_cnn().train(), random_images(16)
