@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import functional as TF
@@ -133,7 +134,8 @@ def _cache_key(root, entries, side):
 
 
 class _DecodeFiles(Dataset):
-    """Item i: files[i] decoded to a uint8 numpy array (3, side, side) (see square_uint8)."""
+    """Item i: (files[i] as uint8 numpy (3, side, side) (see square_uint8), None), or (None, what is
+    wrong) when it does not decode: problems travel back from DataLoader workers as plain data."""
 
     def __init__(self, files, side):
         self.files, self.side = files, side
@@ -143,10 +145,15 @@ class _DecodeFiles(Dataset):
 
     def __getitem__(self, index):
         try:
-            return square_uint8(open_rgb(self.files[index]), self.side).numpy()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{self.files[index]} does not decode ({exc}). Run `python -m lib data "
-                            "verify ROOT` to see every problem.") from exc
+            return square_uint8(open_rgb(self.files[index]), self.side).numpy(), None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return None, f"{self.files[index]} does not decode ({exc})"
+
+
+def _stack(items):
+    """Collate [(image, problem)] -> (uint8 (n, 3, side, side) or None, [problems])."""
+    problems = [problem for _, problem in items if problem]
+    return (None if problems else np.stack([image for image, _ in items])), problems
 
 
 def _write_cache(path, files, side, num_workers, desc):
@@ -161,10 +168,13 @@ def _write_cache(path, files, side, num_workers, desc):
         try:
             images = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
             loader = DataLoader(_DecodeFiles(files, side), batch_size=256, num_workers=num_workers,
-                                collate_fn=np.stack)
+                                collate_fn=_stack)
             start = 0
             with tqdm(total=len(files), unit="img", desc=desc) as bar:
-                for batch in loader:
+                for batch, problems in loader:
+                    if problems:
+                        raise DataError(f"{problems[0]}. Run `python -m lib data verify ROOT` to see every "
+                                        "problem; nothing was cached.")
                     images[start:start + len(batch)] = batch
                     start += len(batch)
                     bar.update(len(batch))

@@ -132,11 +132,13 @@ def test_load_split_of_a_missing_image_says_what_to_do(tiny):
         data.load_split(tiny, "val", size=32)
 
 
-def test_load_split_of_a_corrupt_image_says_what_to_do(tiny):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_load_split_of_a_corrupt_image_says_what_to_do(tiny, workers):
     image = tiny / "images" / data.read_list(tiny, "val")[1][0]
     image.write_bytes(image.read_bytes()[:200])
-    with pytest.raises(data.DataError, match="does not decode.*data verify"):
-        data.load_split(tiny, "val", size=32)
+    with pytest.raises(data.DataError, match="does not decode.*data verify") as error:
+        data.load_split(tiny, "val", size=32, num_workers=workers)
+    assert "\n" not in str(error.value)  # one line, also from a DataLoader worker
     assert [p.name for p in (tiny / ".cache").iterdir()] == [".lock"]  # nothing half-written is kept
 
 
