@@ -6,7 +6,7 @@ On a CUDA machine, within a time budget (default 450 s on one GPU):
 3. for every experiment of the registry, a capped epoch of its full-profile configuration (model, image size,
    batch sizes, adversarial training, DataLoader workers) with bf16 autocast on/off and channels_last on/off:
    training and validation images/s, peak GPU memory, and the projected wall time of the full study
-   (full-profile epochs x (100,000 training + 10,000 validation images) at the measured rates).
+   (full-profile epochs x (100,000 training + 10,000 validation images) at the measured rates), in minutes.
    The images are random uint8 tensors of the cached size (the decoded cache serves the real ones from
    memory), so the check needs no data set; ResNet-18 starts from random weights (no download).
 Then the on-paper estimate beside it (`paper_estimate`). Without CUDA it says so in one line and exits 0.
@@ -44,16 +44,16 @@ def study_config(name, profile, **overrides):
     return experiments.config(name, profile, **overrides)
 
 
-def projected_hours(name, train_rate, val_rate):
-    """Hours for experiment `name`'s full-profile run: every epoch trains on the full training split and
+def projected_minutes(name, train_rate, val_rate):
+    """Minutes for experiment `name`'s full-profile run: every epoch trains on the full training split and
     validates on the full validation split at the given images/s."""
     epochs = experiments.config(name, "full")["epochs"]
-    return epochs * (FULL_IMAGES["train"] / train_rate + FULL_IMAGES["val"] / val_rate) / 3600
+    return epochs * (FULL_IMAGES["train"] / train_rate + FULL_IMAGES["val"] / val_rate) / 60
 
 
 def paper_estimate(tflops=ASSUMED_TFLOPS):
     """Per experiment of the full study: forward GFLOP per image (lib.train.forward_flops), PFLOP of the
-    whole run and hours at `tflops` TFLOP/s achieved. A training image costs 3 forward passes (forward +
+    whole run and minutes at `tflops` TFLOP/s achieved. A training image costs 3 forward passes (forward +
     backward); each PGD step of adversarial training one forward + backward more (3 forward passes);
     each validation image 1 forward pass."""
     rows = []
@@ -65,7 +65,7 @@ def paper_estimate(tflops=ASSUMED_TFLOPS):
         per_epoch = forward * (3 * (1 + pgd_steps) * FULL_IMAGES["train"] + FULL_IMAGES["val"])
         total = cfg["epochs"] * per_epoch
         rows.append({"experiment": name, "epochs": cfg["epochs"], "forward GFLOP/image": forward / 1e9,
-                     "PGD steps": pgd_steps, "PFLOP": total / 1e15, "hours": total / (tflops * 1e12) / 3600})
+                     "PGD steps": pgd_steps, "PFLOP": total / 1e15, "minutes": total / (tflops * 1e12) / 60})
     return rows
 
 
@@ -107,7 +107,7 @@ def measure(name, profile, device, amp, channels_last, steps):
     train_rate, val_rate = len(train_set) / train_s, len(val_set) / val_s
     return {"experiment": name, "amp": amp, "channels_last": channels_last, "train images/s": train_rate,
             "val images/s": val_rate, "peak MiB": peak_memory_mb(device),
-            "projected h": projected_hours(name, train_rate, val_rate)}
+            "projected min": projected_minutes(name, train_rate, val_rate)}
 
 
 def _cell(value):
@@ -124,17 +124,17 @@ def markdown(rows, columns):
 
 
 def study_totals(rows, configured_amp):
-    """Projected hours of the whole study: with the registry's settings (amp as configured, channels_last
+    """Projected minutes of the whole study: with the registry's settings (amp as configured, channels_last
     off) and with each experiment's fastest measured setting. None where an experiment was not measured."""
     by_name = {}
     for row in rows:
-        if "projected h" in row:
+        if "projected min" in row:
             by_name.setdefault(row["experiment"], []).append(row)
     if set(by_name) != set(experiments.EXPERIMENTS):
         return None
     configured = [r for rs in by_name.values() for r in rs if r["amp"] == configured_amp and not r["channels_last"]]
-    return {"registry settings": sum(r["projected h"] for r in configured) if len(configured) == len(by_name)
-            else None, "fastest setting each": sum(min(r["projected h"] for r in rs) for rs in by_name.values())}
+    return {"registry settings": sum(r["projected min"] for r in configured) if len(configured) == len(by_name)
+            else None, "fastest setting each": sum(min(r["projected min"] for r in rs) for rs in by_name.values())}
 
 
 def run_step(title, command, deadline):
@@ -182,10 +182,11 @@ def main(argv=None):
     parser.add_argument("--estimate", action="store_true", help="print the on-paper estimate only")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_suffix(".json"), help="results file")
     args = parser.parse_args(argv)
-    paper_columns = ["experiment", "epochs", "forward GFLOP/image", "PGD steps", "PFLOP", "hours"]
+    paper_columns = ["experiment", "epochs", "forward GFLOP/image", "PGD steps", "PFLOP", "minutes"]
     paper = paper_estimate(args.tflops)
-    paper_note = (f"On paper, {args.tflops:g} TFLOP/s achieved: {sum(r['hours'] for r in paper):.1f} h "
-                  "for the whole study (training and validation, attacks not included).")
+    minutes = sum(r["minutes"] for r in paper)
+    paper_note = (f"On paper, {args.tflops:g} TFLOP/s achieved: {minutes:.0f} min ({minutes / 60:.1f} h) for the "
+                  "whole study (training and validation, attacks not included).")
     if args.estimate:
         print(markdown(paper, paper_columns) + "\n\n" + paper_note)
         return 0
@@ -203,12 +204,13 @@ def main(argv=None):
     print(f"\n## capped epochs ({args.profile} profile, {args.steps} steps timed after as many warm-up steps)")
     rows, failed = measurements(args, device, deadline)
     columns = ["experiment", "amp", "channels_last", "train images/s", "val images/s", "peak MiB",
-               "projected h", "note"]
+               "projected min", "note"]
     print("\n" + markdown(rows, columns))
     configured_amp = "bf16" if device.type == "cuda" else "off"  # what amp="auto" resolves to here
     totals = study_totals(rows, configured_amp)
     if totals:
-        print("\nprojected whole study: " + ", ".join(f"{k} {v:.1f} h" for k, v in totals.items() if v is not None))
+        print("\nprojected whole study (training and validation): " + ", ".join(
+            f"{k} {v:.0f} min ({v / 60:.1f} h)" for k, v in totals.items() if v is not None))
     print("\n" + markdown(paper, paper_columns) + "\n\n" + paper_note)
     args.json.write_text(json.dumps(
         {"device": device_name(device), "profile": args.profile, "steps": args.steps, "rows": rows,

@@ -27,17 +27,17 @@ def test_capped_epochs_on_cpu_measure_and_project(capsys, tmp_path):
     for row in rows:
         assert row["train images/s"] > 0 and row["val images/s"] > 0 and row["peak MiB"] > 0
         epochs = experiments.config(row["experiment"], "full")["epochs"]
-        assert row["projected h"] == pytest.approx(
-            epochs * (100_000 / row["train images/s"] + 10_000 / row["val images/s"]) / 3600)
+        assert row["projected min"] == pytest.approx(
+            epochs * (100_000 / row["train images/s"] + 10_000 / row["val images/s"]) / 60)
     assert result["totals"] is None  # not every experiment was measured: no whole-study figure
     out = capsys.readouterr().out
     assert "| advsimplenet | off | True |" in out and "On paper, 100 TFLOP/s" in out
 
 
 def test_study_totals_use_the_registry_setting_and_the_fastest_one():
-    rows = [{"experiment": name, "amp": amp, "channels_last": cl, "projected h": hours}
+    rows = [{"experiment": name, "amp": amp, "channels_last": cl, "projected min": minutes}
             for name in experiments.EXPERIMENTS
-            for amp, cl, hours in (("bf16", False, 2.0), ("bf16", True, 1.0), ("off", False, 4.0))]
+            for amp, cl, minutes in (("bf16", False, 2.0), ("bf16", True, 1.0), ("off", False, 4.0))]
     count = len(experiments.EXPERIMENTS)
     assert gpu_check.study_totals(rows, "bf16") == {"registry settings": 2.0 * count,
                                                     "fastest setting each": 1.0 * count}
@@ -57,4 +57,4 @@ def test_paper_estimate_counts_training_validation_and_pgd_passes():
     assert adversarial["PFLOP"] / adversarial["epochs"] == pytest.approx(
         per_epoch_ratio * plain["PFLOP"] / plain["epochs"])
     for row in rows.values():
-        assert row["hours"] == pytest.approx(row["PFLOP"] * 1e15 / 100e12 / 3600)
+        assert row["minutes"] == pytest.approx(row["PFLOP"] * 1e15 / 100e12 / 60)
