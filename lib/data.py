@@ -121,16 +121,18 @@ def cache_dir(root):
 
 def _cache_key(root, entries, side):
     """Hex digest of what a decoded cache holds: the list entries (path, label) in order, each
-    image file's size and mtime, the side and CACHE_FORMAT. DataError when a listed file is missing."""
-    digest = hashlib.sha256(f"miniplaces-decoded {CACHE_FORMAT} {side}\n".encode())
+    image file's size and mtime, the side and CACHE_FORMAT. DataError when a listed file is missing.
+    (Plain os.stat on string paths: for 100,000 files pathlib would cost seconds.)"""
+    images = os.path.join(root, "images")
+    lines = [f"miniplaces-decoded {CACHE_FORMAT} {side}"]
     for rel, label in entries:
         try:
-            stat = (Path(root) / "images" / rel).stat()
+            stat = os.stat(os.path.join(images, rel))
         except FileNotFoundError:
-            raise DataError(f"{Path(root) / 'images' / rel} is listed but does not exist. Run "
+            raise DataError(f"{os.path.join(images, rel)} is listed but does not exist. Run "
                             f"`python -m lib data verify {root}` to see every problem.") from None
-        digest.update(f"{rel} {label} {stat.st_size} {stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
+        lines.append(f"{rel} {label} {stat.st_size} {stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
 
 class _DecodeFiles(Dataset):

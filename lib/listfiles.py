@@ -59,7 +59,7 @@ def _category_line(line):
 def _list_line(line):
     """'train/a/abbey/00000001.jpg 0' -> (relative path, label); ValueError says what is wrong."""
     rel, label = _two_fields(line, "path")
-    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+    if rel.startswith("/") or ".." in rel.split("/"):  # string tests: 100,000 lines parse in well under 1 s
         raise ValueError(f"path {rel!r} must be relative to images/ and stay inside it")
     if not 0 <= label < NUM_CLASSES:
         raise ValueError(f"label {label} is not in 0..{NUM_CLASSES - 1}")
