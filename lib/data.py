@@ -96,7 +96,7 @@ class MiniPlaces(Dataset):
 CACHE_FORMAT = 1  # part of every cache key: raise it whenever decoding changes
 
 
-def evenly_spaced(count, limit=None):
+def _evenly_spaced(count, limit=None):
     """Indices of `limit` items evenly spaced over `count` (all of them when limit is None or >= count)."""
     if limit is None or limit >= count:
         return list(range(count))
@@ -215,7 +215,7 @@ def load_split(root, split, size, limit=None, num_workers=0):
     """
     root = Path(root)
     entries = read_list(root, split)
-    entries = [entries[i] for i in evenly_spaced(len(entries), limit)]
+    entries = [entries[i] for i in _evenly_spaced(len(entries), limit)]
     side = base_size(size)
     path = cache_dir(root) / f"{split}-{side}px-{len(entries)}-{_cache_key(root, entries, side)}.npy"
     if not path.exists():
