@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lib import data, download, experiments, report
+from lib import data, experiments, report
 from lib.train import TrainingError, init_distributed, world
 
 TRAIN_OPTIONS = {  # command-line flag -> (setting, type)
@@ -37,7 +37,7 @@ def cmd_train(args):
 
 
 def cmd_verify(args):
-    problems, counts = download.verify(args.root)
+    problems, counts = data.verify(args.root)
     print(json.dumps(counts, indent=2))
     for problem in problems:
         print(problem)
@@ -49,7 +49,7 @@ def cmd_verify(args):
 
 
 def cmd_download(args):
-    root = download.download(args.root, url=args.url, md5=args.md5, lists_url=args.lists_url)
+    root = data.download(args.root, url=args.url, md5=args.md5, lists_url=args.lists_url)
     print(f"MiniPlaces is ready in {root}; use it with --data-dir {root} --profile full")
 
 
@@ -82,13 +82,13 @@ def parser():
     verify = data_cmd.add_parser("verify", help="check list files, images, labels and counts")
     verify.add_argument("root", nargs="?", default=str(data.SAMPLE_ROOT))
     verify.set_defaults(func=cmd_verify)
-    fetch = data_cmd.add_parser("download", help="download, check (MD5), extract and verify the full MiniPlaces release")
-    fetch.add_argument("root", help="new or empty folder for the data set")
-    fetch.add_argument("--url", default=download.DATA_URL, help="the archive (default: the official one)")
-    fetch.add_argument("--md5", default=download.DATA_MD5, help="the archive's MD5 (default: the official one's)")
-    fetch.add_argument("--lists-url", default=download.LISTS_URL,
-                       help="folder URL of categories.txt, train.txt, val.txt (default: the development kit's)")
-    fetch.set_defaults(func=cmd_download)
+    download = data_cmd.add_parser("download", help="download, check (MD5), extract and verify the MiniPlaces release")
+    download.add_argument("root", help="a new or empty folder for the data set")
+    download.add_argument("--url", default=data.DATA_URL, help="the archive (default: the official one)")
+    download.add_argument("--md5", default=data.DATA_MD5, help="the archive's MD5 (default: the official one's)")
+    download.add_argument("--lists-url", default=data.LISTS_URL,
+                          help="folder URL of categories.txt, train.txt, val.txt (default: the development kit's)")
+    download.set_defaults(func=cmd_download)
 
     rep = sub.add_parser("report", help="run every notebook and export results/report.pdf and .html")
     rep.add_argument("--profile", default="sample")

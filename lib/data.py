@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
 from lib.download import DATA_MD5, DATA_URL, LISTS_URL, download, verify  # noqa: F401 (re-exported)
@@ -62,6 +61,7 @@ def base_size(size):
 def square_uint8(image, side):
     """PIL image -> uint8 (3, side, side): short side resized (antialiased) to `side`, centre crop."""
     if image.size != (side, side):
+        from torchvision.transforms import functional as TF  # imported here: importing torchvision takes seconds
         image = TF.center_crop(TF.resize(image, side, antialias=True), side)
     return _to_tensor(image)
 
