@@ -8,7 +8,7 @@ DATA_DIR ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test report venv pdf-tools benchmarks clean-results
+.PHONY: test report venv pdf-tools benchmarks gpu-check clean-results
 
 test: $(STAMP) pdf-tools
 	$(PY) -m pytest
@@ -20,6 +20,10 @@ benchmarks: $(STAMP)
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks.conv
 	$(PY) -m benchmarks.attacks
+
+# On a CUDA machine: CUDA tests, conv benchmark, a capped full-profile epoch per experiment (<= 8 min on one H100).
+gpu-check: $(STAMP)
+	$(PY) -m benchmarks.gpu_check
 
 venv: $(STAMP)
 

@@ -1,7 +1,8 @@
 """Input-pipeline cost: the trainer's images/s on the sample against the model's pure compute rate.
 
 Both sides run in this process, alternating, on the same model and batch size:
-- trainer: `Trainer.train_epoch` over the in-memory sample (loader, batch augmentation, step);
+- trainer: `Trainer.train_epoch` over the decoded sample, memory-mapped from its cache (loader, batch
+  augmentation, step);
 - compute: the same number of optimizer steps on one in-memory float batch (no loading, no augmentation).
 Pipeline share = 1 - trainer rate / compute rate. Prints a table; writes benchmarks/pipeline.json.
 

@@ -50,7 +50,7 @@ def cmd_verify(args):
 
 
 def cmd_download(args):
-    root = data.download(args.root, url=args.url)
+    root = data.download(args.root, url=args.url, md5=args.md5, lists_url=args.lists_url)
     print(f"MiniPlaces is ready in {root}; use it with --data-dir {root} --profile full")
 
 
@@ -83,9 +83,12 @@ def parser():
     verify = data_cmd.add_parser("verify", help="check list files, images, labels and counts")
     verify.add_argument("root", nargs="?", default=str(data.SAMPLE_ROOT))
     verify.set_defaults(func=cmd_verify)
-    download = data_cmd.add_parser("download", help="download and extract the full MiniPlaces release")
-    download.add_argument("root")
-    download.add_argument("--url", default=data.DATA_URL)
+    download = data_cmd.add_parser("download", help="download, check (MD5), extract and verify the MiniPlaces release")
+    download.add_argument("root", help="a new or empty folder for the data set")
+    download.add_argument("--url", default=data.DATA_URL, help="the archive (default: the official one)")
+    download.add_argument("--md5", default=data.DATA_MD5, help="the archive's MD5 (default: the official one's)")
+    download.add_argument("--lists-url", default=data.LISTS_URL,
+                          help="folder URL of categories.txt, train.txt, val.txt (default: the development kit's)")
     download.set_defaults(func=cmd_download)
 
     rep = sub.add_parser("report", help="run every notebook and export results/report.pdf and .html")

@@ -1,55 +1,33 @@
-"""MiniPlaces data: list-file dataset, in-memory cache, batch transforms, verify, download.
+"""MiniPlaces data: datasets, the decoded cache, batch transforms (and, re-exported, list files, verify, download).
 
-On disk (the official layout, also that of the embedded sample):
+Layout and list files: lib.listfiles; verify and download: lib.download. Both are re-exported here, the
+module other code imports.
 
-    ROOT/categories.txt    "/a/abbey 0"                    class name and id, one per line
-    ROOT/train.txt         "train/a/abbey/00000001.jpg 0"  path relative to ROOT/images, label
-    ROOT/val.txt           "val/00000001.jpg 71"
-    ROOT/images/...        128x128 RGB JPEGs
-
-The fast input pipeline decodes every JPEG once into a uint8 tensor cache
-(`load_split`), then augments whole batches on their device (`TrainAugment`,
-`EvalTransform`). Images leave the transforms as float pixels in [0, 1]; models
+The input pipeline decodes every JPEG once per data set into a memory-mapped uint8 cache file
+(`load_split`) that later processes map in seconds, then augments whole batches on their device
+(`TrainAugment`, `EvalTransform`). Images leave the transforms as float pixels in [0, 1]; models
 normalise themselves with `Normalize`.
 """
-import functools
-import http.client
+import fcntl
+import hashlib
 import math
-import shutil
-import tarfile
-import tempfile
-import urllib.parse
-import urllib.request
-import zlib
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import os
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
-from torchvision.transforms import functional as TF
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
+
+from lib.download import DATA_MD5, DATA_URL, LISTS_URL, download, verify  # noqa: F401 (re-exported)
+from lib.listfiles import (  # noqa: F401 (re-exported)
+    LIST_FILES, NUM_CLASSES, PROJECT_ROOT, SAMPLE_ROOT, SPLITS, DataError, open_rgb, read_categories, read_list)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_ROOT = PROJECT_ROOT / "data" / "miniplaces-sample"
-DATA_URL = "https://places.csail.mit.edu/miniplaces/data/data.tar.gz"
-# The official archive holds images/ only; its list files live in the development kit.
-LISTS_URL = "https://raw.githubusercontent.com/CSAILVision/miniplaces/master/data"
-LIST_FILES = ("categories.txt", "train.txt", "val.txt")
-SPLITS = ("train", "val")
-NUM_CLASSES = 100
-CACHE_MEMORY_FRACTION = 0.5  # the uint8 cache may take at most this share of available RAM
-
-
-class DataError(Exception):
-    """A user-caused data problem; the message says what is wrong and what to do."""
 
 
 class Normalize(nn.Module):
@@ -67,105 +45,7 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-# ---------------------------------------------------------------- list files
-
-def _missing(path):
-    return DataError(
-        f"{path} not found: no MiniPlaces data set there. Run `python -m lib data download ROOT` "
-        f"to fetch the full data set, pass --data-dir with a folder holding {', '.join(LIST_FILES)} "
-        f"and images/, or leave --data-dir out to use the embedded sample ({SAMPLE_ROOT})."
-    )
-
-
-def _parse_file(path, parse_line):
-    """Parse every non-blank line of `path`: ([(line number, value)], ['path:line: problem'])."""
-    entries, problems = [], []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append((number, parse_line(line)))
-        except ValueError as exc:
-            problems.append(f"{path}:{number}: {exc}")
-    return entries, problems
-
-
-def _two_fields(line, first):
-    fields = line.split()
-    if len(fields) != 2:
-        raise ValueError(f"expected '<{first}> <integer>', got {line!r}")
-    try:
-        return fields[0], int(fields[1])
-    except ValueError:
-        raise ValueError(f"{fields[1]!r} is not an integer") from None
-
-
-def _category_line(line):
-    return _two_fields(line, "name")
-
-
-def _list_line(line):
-    """'train/a/abbey/00000001.jpg 0' -> (relative path, label); ValueError says what is wrong."""
-    rel, label = _two_fields(line, "path")
-    if Path(rel).is_absolute() or ".." in Path(rel).parts:
-        raise ValueError(f"path {rel!r} must be relative to images/ and stay inside it")
-    if not 0 <= label < NUM_CLASSES:
-        raise ValueError(f"label {label} is not in 0..{NUM_CLASSES - 1}")
-    return rel, label
-
-
-def _raise_first(problems, root):
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise DataError(f"{problems[0]}{more}. Fix the file; `python -m lib data verify {root}` "
-                        "lists every problem.")
-
-
-def _categories(path):
-    """(names indexed by id, problems) for a categories.txt."""
-    entries, problems = _parse_file(path, _category_line)
-    ids = Counter(label for _, (_, label) in entries)
-    for number, (name, label) in entries:
-        if ids[label] > 1:
-            problems.append(f"{path}:{number}: id {label} of {name!r} is used more than once")
-    if not problems and sorted(ids) != list(range(len(ids))):
-        problems.append(f"{path}: ids must be 0..{len(ids) - 1}, got {sorted(ids)}")
-    names = [name for _, (name, _) in sorted(entries, key=lambda entry: entry[1][1])]
-    return names, problems
-
-
-def read_categories(root):
-    """Class names indexed by id from ROOT/categories.txt ('/a/abbey 0' per line)."""
-    path = Path(root) / "categories.txt"
-    if not path.is_file():
-        raise _missing(path)
-    names, problems = _categories(path)
-    _raise_first(problems, root)
-    return names
-
-
-def _check_split(split):
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-
-
-def read_list(root, split):
-    """[(path relative to ROOT/images, label)] from ROOT/<split>.txt, in file order."""
-    _check_split(split)
-    path = Path(root) / f"{split}.txt"
-    if not path.is_file():
-        raise _missing(path)
-    entries, problems = _parse_file(path, _list_line)
-    _raise_first(problems, root)
-    return [value for _, value in entries]
-
-
 # ---------------------------------------------------------------- datasets
-
-def _open_rgb(path):
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
 
 def _to_tensor(image):
     """PIL RGB image -> contiguous uint8 (3, H, W); numpy's transposing copy is far faster
@@ -181,6 +61,7 @@ def base_size(size):
 def square_uint8(image, side):
     """PIL image -> uint8 (3, side, side): short side resized (antialiased) to `side`, centre crop."""
     if image.size != (side, side):
+        from torchvision.transforms import functional as TF  # imported here: importing torchvision takes seconds
         image = TF.center_crop(TF.resize(image, side, antialias=True), side)
     return _to_tensor(image)
 
@@ -206,67 +87,141 @@ class MiniPlaces(Dataset):
 
     def __getitem__(self, index):
         path, label = self.samples[index]
-        image = _open_rgb(path)
+        image = open_rgb(path)
         return (self.transform(image) if self.transform else _to_tensor(image)), label
 
 
-class DecodedMiniPlaces(MiniPlaces):
-    """Items decoded on the fly to the cache format of `load_split`: (uint8 (3, B, B), label),
-    B = base_size(size). The streaming path for data sets larger than memory."""
+# ---------------------------------------------------------------- decoded cache
 
-    def __init__(self, root=SAMPLE_ROOT, split="train", size=128):
-        super().__init__(root, split, transform=functools.partial(square_uint8, side=base_size(size)))
-        self.size = size
+CACHE_FORMAT = 1  # part of every cache key: raise it whenever decoding changes
 
 
-def _stack_images(items):
-    """Collate [(uint8 (3, B, B), label)] -> uint8 (n, 3, B, B). Copies go through numpy: many
-    small torch copies each wake torch's thread pool, which stalls on a busy CPU."""
-    return torch.from_numpy(np.stack([image.numpy() for image, _ in items]))
+def _evenly_spaced(count, limit=None):
+    """Indices of `limit` items evenly spaced over `count` (all of them when limit is None or >= count)."""
+    if limit is None or limit >= count:
+        return list(range(count))
+    return torch.linspace(0, count - 1, limit).round().long().tolist()
 
 
-def load_split(root, split, size, num_workers=0, batch_size=256, limit=None):
-    """Decode every image of a split once: TensorDataset(uint8 (N, 3, B, B), int64 (N,)),
-    B = base_size(size). `num_workers` decoding processes (0: in this process). `limit`: only
-    that many images, evenly spaced over the list file (the same ones every time)."""
-    dataset = DecodedMiniPlaces(root, split, size)
-    targets = dataset.targets
-    if limit is not None and limit < len(dataset):
-        picks = torch.linspace(0, len(dataset) - 1, limit).round().long().tolist()
-        dataset, targets = Subset(dataset, picks), [targets[i] for i in picks]
-    side = base_size(size)
-    images = np.empty((len(dataset), 3, side, side), dtype=np.uint8)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_stack_images)
-    start = 0
-    with tqdm(total=len(dataset), unit="img", desc=f"decode {split} at {side}px") as bar:
-        for batch in loader:
-            images[start:start + len(batch)] = batch.numpy()
-            start += len(batch)
-            bar.update(len(batch))
-    return TensorDataset(torch.from_numpy(images), torch.tensor(targets, dtype=torch.int64))
-
-
-def _cgroup_memory_left():
-    """Bytes left under a cgroup-v2 memory limit, or None when there is none."""
-    group = Path("/sys/fs/cgroup")
+def cache_dir(root):
+    """The folder for decoded caches of the data set at `root`: ROOT/.cache, or when ROOT is not
+    writable $XDG_CACHE_HOME/miniplaces/<hash of ROOT> ($XDG_CACHE_HOME defaults to ~/.cache)."""
+    folder = Path(root) / ".cache"
     try:
-        limit = (group / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return int(limit) - int((group / "memory.current").read_text())
-    except (OSError, ValueError):
-        return None
+        folder.mkdir(exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "miniplaces" / hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def fits_in_memory(num_images, size):
-    """Whether a uint8 cache of `num_images` at base_size(size) takes at most
-    CACHE_MEMORY_FRACTION of the RAM available now (the rest stays for training)."""
-    available = psutil.virtual_memory().available
-    cgroup = _cgroup_memory_left()
-    if cgroup is not None:
-        available = min(available, cgroup)
-    return num_images * 3 * base_size(size) ** 2 <= CACHE_MEMORY_FRACTION * available
+def _cache_key(root, entries, side):
+    """Hex digest of what a decoded cache holds: the list entries (path, label) in order, each
+    image file's size and mtime, the side and CACHE_FORMAT. DataError when a listed file is missing.
+    (Plain os.stat on string paths: for 100,000 files pathlib would cost seconds.)"""
+    images = os.path.join(root, "images")
+    lines = [f"miniplaces-decoded {CACHE_FORMAT} {side}"]
+    for rel, label in entries:
+        try:
+            stat = os.stat(os.path.join(images, rel))
+        except FileNotFoundError:
+            raise DataError(f"{os.path.join(images, rel)} is listed but does not exist. Run "
+                            f"`python -m lib data verify {root}` to see every problem.") from None
+        lines.append(f"{rel} {label} {stat.st_size} {stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
+
+
+class _DecodeFiles(Dataset):
+    """Item i: (files[i] as uint8 numpy (3, side, side) (see square_uint8), None), or (None, what is
+    wrong) when it does not decode: problems travel back from DataLoader workers as plain data."""
+
+    def __init__(self, files, side):
+        self.files, self.side = files, side
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        try:
+            return square_uint8(open_rgb(self.files[index]), self.side).numpy(), None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return None, f"{self.files[index]} does not decode ({exc})"
+
+
+def _stack(items):
+    """Collate [(image, problem)] -> (uint8 (n, 3, side, side) or None, [problems])."""
+    problems = [problem for _, problem in items if problem]
+    return (None if problems else np.stack([image for image, _ in items])), problems
+
+
+def _write_cache(path, files, side, num_workers, desc):
+    """Decode `files` into the .npy file `path` (uint8 (N, 3, side, side)), written through a
+    temporary file and renamed. Under a lock on the folder: one process decodes, the others
+    wait and then use its file. Older caches of the same split, side and count are removed."""
+    with open(path.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return
+        part = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            images = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
+            loader = DataLoader(_DecodeFiles(files, side), batch_size=256, num_workers=num_workers,
+                                collate_fn=_stack)
+            start = 0
+            with tqdm(total=len(files), unit="img", desc=desc) as bar:
+                for batch, problems in loader:
+                    if problems:
+                        raise DataError(f"{problems[0]}. Run `python -m lib data verify ROOT` to see every "
+                                        "problem; nothing was cached.")
+                    images[start:start + len(batch)] = batch
+                    start += len(batch)
+                    bar.update(len(batch))
+            images.flush()
+            del images
+            part.replace(path)
+        finally:
+            part.unlink(missing_ok=True)
+        prefix = path.name.rsplit("-", 1)[0]
+        for old in path.parent.glob(f"{prefix}-*.npy"):
+            if old != path:
+                old.unlink()
+
+
+class CachedSplit(TensorDataset):
+    """TensorDataset(uint8 (N, 3, B, B) images, int64 (N,) labels) whose images are a copy-on-write
+    memory map of a decoded cache file: processes mapping the same file share its pages, and a
+    pickled CachedSplit (e.g. sent to a DataLoader worker) maps the file again instead of copying it."""
+
+    def __init__(self, path, labels):
+        self.path = Path(path)
+        super().__init__(torch.from_numpy(np.load(self.path, mmap_mode="c")), labels)
+
+    def __reduce__(self):
+        return CachedSplit, (self.path, self.tensors[1])
+
+
+def load_split(root, split, size, limit=None, num_workers=0):
+    """A split's images decoded once per data set: CachedSplit (uint8 (N, 3, B, B), int64 (N,)),
+    B = base_size(size).
+
+    The first call decodes the JPEGs (`num_workers` processes; 0: this one) into a cache file under
+    cache_dir(root), keyed by the list entries, the image files' sizes and mtimes and B; every later
+    call, in any process, maps that file in seconds. `limit`: only that many images, evenly spaced
+    over the list file (the same ones every time; cached on their own).
+    """
+    root = Path(root)
+    entries = read_list(root, split)
+    entries = [entries[i] for i in _evenly_spaced(len(entries), limit)]
+    side = base_size(size)
+    path = cache_dir(root) / f"{split}-{side}px-{len(entries)}-{_cache_key(root, entries, side)}.npy"
+    if not path.exists():
+        files = [root / "images" / rel for rel, _ in entries]
+        _write_cache(path, files, side, num_workers, desc=f"decode {split} at {side}px (once)")
+    return CachedSplit(path, torch.tensor([label for _, label in entries], dtype=torch.int64))
 
 
 # ---------------------------------------------------------------- batch transforms
@@ -358,172 +313,3 @@ class EvalTransform(nn.Module):
                                 antialias=True, align_corners=False)
         return out.clamp_(0, 1)
 
-
-# ---------------------------------------------------------------- verify
-
-def _decode_problem(path):
-    """None when `path` exists and decodes fully with Pillow, else what is wrong."""
-    if not path.is_file():
-        return f"{path} does not exist"
-    try:
-        _open_rgb(path)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"{path} does not decode ({exc})"
-    return None
-
-
-def _verify_split(root, split, num_classes, workers):
-    """(problems, counts) for one split's list file and images."""
-    path = root / f"{split}.txt"
-    if not path.is_file():
-        return [f"{path}: missing"], {"images": 0, "per_class_min": 0, "per_class_max": 0, "classes": 0}
-    entries, problems = _parse_file(path, _list_line)
-    files = [root / "images" / rel for _, (rel, _) in entries]
-    with ThreadPoolExecutor(workers) as pool:
-        checks = list(tqdm(pool.map(_decode_problem, files), total=len(files), unit="img",
-                           desc=f"verify {split}"))
-    per_class = Counter()
-    for (number, (_, label)), problem in zip(entries, checks):
-        if problem:
-            problems.append(f"{path}:{number}: {problem}")
-        else:
-            per_class[label] += 1
-    counts = [per_class[label] for label in range(max(num_classes, max(per_class, default=-1) + 1))]
-    return problems, {"images": sum(counts), "per_class_min": min(counts, default=0),
-                      "per_class_max": max(counts, default=0), "classes": len(per_class)}
-
-
-def verify(root, workers=8):
-    """Check a data set without stopping at the first problem.
-
-    Returns (problems, counts): problems as 'file:line: what is wrong' (or 'file: what');
-    counts[split] = {'images', 'per_class_min', 'per_class_max', 'classes'} over the
-    images that are listed correctly, exist and decode (min/max over every category).
-    """
-    root = Path(root)
-    categories = root / "categories.txt"
-    if categories.is_file():
-        names, problems = _categories(categories)
-    else:
-        names, problems = [], [f"{categories}: missing"]
-    counts = {}
-    for split in SPLITS:
-        split_problems, counts[split] = _verify_split(root, split, len(names), workers)
-        problems += split_problems
-    return problems, counts
-
-
-# ---------------------------------------------------------------- download
-
-def _unreachable(url, reason):
-    return DataError(
-        f"could not download the MiniPlaces data set from {url}: {reason}. Download it by hand "
-        f"(the archive's images/ plus {', '.join(LIST_FILES)} from {LISTS_URL}) into a folder and "
-        f"pass --data-dir FOLDER, or leave --data-dir out to use the embedded sample ({SAMPLE_ROOT})."
-    )
-
-
-def _fetch(url, dest, timeout):
-    """Download `url` to `dest` with a progress bar (written as dest.part, then renamed)."""
-    part = dest.with_name(dest.name + ".part")
-    received = 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as file:
-            total = int(response.headers.get("Content-Length") or 0)
-            with tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name) as bar:
-                while chunk := response.read(1 << 20):
-                    received += file.write(chunk)
-                    bar.update(len(chunk))
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad replies
-        raise _unreachable(url, getattr(exc, "reason", exc)) from exc
-    if total and received != total:
-        raise _unreachable(url, f"the transfer stopped after {received} of {total} bytes")
-    part.replace(dest)
-
-
-def _check_member(member, dest):
-    """DataError unless extracting `member` into `dest` only writes regular files/dirs inside it."""
-    target = (dest / member.name).resolve()
-    inside = not Path(member.name).is_absolute() and target.is_relative_to(dest)
-    if member.issym():
-        inside = inside and (target.parent / member.linkname).resolve().is_relative_to(dest)
-    elif member.islnk():
-        inside = inside and (dest / member.linkname).resolve().is_relative_to(dest)
-    elif not (member.isfile() or member.isdir()):
-        raise DataError(f"refusing to extract the archive: member {member.name!r} is not a file, "
-                        "directory or link. The archive is not the MiniPlaces one.")
-    if not inside:
-        link = f" -> {member.linkname!r}" if member.issym() or member.islnk() else ""
-        raise DataError(f"refusing to extract the archive: member {member.name!r}{link} would land "
-                        "outside the target folder. The archive is unsafe; nothing was kept.")
-
-
-def _extract(archive, dest):
-    """Extract `archive` into `dest`, checking every member before it is written
-    (and through tarfile's own 'data' filter where this Python has it)."""
-    dest = dest.resolve()
-    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-    try:
-        with tarfile.open(archive) as tar:
-            for member in tqdm(tar, unit="file", desc=f"extract {archive.name}"):
-                _check_member(member, dest)
-                tar.extract(member, dest, **safe)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"could not extract {archive.name}: {exc}. The download is corrupt or "
-                        "truncated: run the download again; nothing was kept.") from exc
-
-
-def _find_data_root(folder):
-    """The folder holding images/ or train.txt: `folder` itself or one level down (e.g. data/)."""
-    for candidate in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
-        if (candidate / "train.txt").is_file() or (candidate / "images").is_dir():
-            return candidate
-    raise DataError("the downloaded archive holds neither images/ nor train.txt: it is not "
-                    "the MiniPlaces archive.")
-
-
-def _existing(root):
-    """True when `root` already holds a verified data set; DataError when it holds anything else."""
-    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
-        return False
-    if not (root / "train.txt").is_file():
-        raise DataError(f"{root} exists and is not a MiniPlaces data set; choose a new or empty folder.")
-    problems, _ = verify(root)
-    if problems:
-        raise DataError(f"{root} already holds a data set with {len(problems)} problems "
-                        f"(first: {problems[0]}); it was left untouched. Remove it, or run "
-                        f"`python -m lib data verify {root}` to see every problem.")
-    return True
-
-
-def download(root, url=DATA_URL, timeout=30, lists_url=LISTS_URL):
-    """Fetch, extract and verify the MiniPlaces data set into `root`; returns `root`.
-
-    Everything happens in a temporary folder next to `root` that only replaces it once
-    the data verifies, so `root` holds a verified data set or nothing. List files the
-    archive lacks are fetched from `lists_url`. An existing verified data set is kept.
-    """
-    root = Path(root).resolve()
-    if _existing(root):
-        print(f"{root} already holds a verified MiniPlaces data set; nothing downloaded.")
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.download-", dir=root.parent))
-    try:
-        archive = work / (Path(urllib.parse.urlparse(url).path).name or "data.tar.gz")
-        _fetch(url, archive, timeout)
-        _extract(archive, work / "extract")
-        data = _find_data_root(work / "extract")
-        for name in LIST_FILES:
-            if not (data / name).is_file():
-                _fetch(f"{lists_url}/{name}", data / name, timeout)
-        problems, _ = verify(data)
-        if problems:
-            raise DataError(f"the downloaded data set has {len(problems)} problems (first: "
-                            f"{problems[0]}); nothing was kept. Run the download again.")
-        if root.exists():
-            root.rmdir()  # empty, checked by _existing
-        data.replace(root)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return root

@@ -9,7 +9,6 @@ A configuration is plain data, resolved in this order (later wins)::
 Profiles change sizes and epochs, never code paths: `smoke` (seconds, for tests), `sample` (the embedded
 sample on a CPU, the default) and `full` (the real data set on a GPU with the reference settings).
 """
-import functools
 import hashlib
 import json
 import os
@@ -161,23 +160,13 @@ def build_model(cfg):
     raise ConfigError(f"unknown model {cfg['model']!r}; valid models: simplenet, improvednet, resnet18, vit")
 
 
-@functools.lru_cache(maxsize=4)
-def _decoded(root, split, size, limit):
-    """A split decoded once into memory (uint8), or streamed from disk when it would not fit.
-
-    Under torchrun every process on this machine holds its own copy, so all of them must fit.
-    """
-    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    if limit is not None or data.fits_in_memory(copies * len(data.read_list(root, split)), size):
-        return data.load_split(root, split, size, limit=limit)
-    return data.DecodedMiniPlaces(root, split, size=size)
-
-
 def datasets(cfg):
-    """(train_set, val_set, train_transform, val_transform) of a configuration."""
-    size = cfg["image_size"]
-    train_set = _decoded(cfg["data_dir"], "train", size, cfg["train_images"])
-    val_set = _decoded(cfg["data_dir"], "val", size, cfg["val_images"])
+    """(train_set, val_set, train_transform, val_transform) of a configuration. The images are memory
+    maps of the data set's decoded cache (data.load_split): the first process to need a split decodes
+    it (with cfg['num_workers'] processes), every later notebook kernel or torchrun process maps it."""
+    size, workers = cfg["image_size"], cfg["num_workers"]
+    train_set = data.load_split(cfg["data_dir"], "train", size, limit=cfg["train_images"], num_workers=workers)
+    val_set = data.load_split(cfg["data_dir"], "val", size, limit=cfg["val_images"], num_workers=workers)
     return train_set, val_set, data.TrainAugment(size), data.EvalTransform(size)
 
 

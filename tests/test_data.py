@@ -1,57 +1,18 @@
-"""lib.data: list files, datasets, cache, batch transforms, verify, download (no internet)."""
-import functools
-import io
-import shutil
-import socket
-import tarfile
-import threading
+"""lib.data: list files, datasets, the decoded cache, batch transforms (verify and download: test_download.py)."""
+import os
+import pickle
 from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import sample_lines, write_lines
 from PIL import Image
 
 from lib import data
 
 SAMPLE = data.SAMPLE_ROOT
-
-
-# ---------------------------------------------------------------- helpers
-
-def sample_lines(split, per_class, classes=(0, 1, 2)):
-    """The first `per_class` lines of each of `classes` in the sample's list file."""
-    taken, lines = Counter(), []
-    for line in (SAMPLE / f"{split}.txt").read_text().splitlines():
-        label = int(line.split()[1])
-        if label in classes and taken[label] < per_class:
-            taken[label] += 1
-            lines.append(line)
-    return lines
-
-
-def write_lines(path, lines):
-    path.write_text("".join(line + "\n" for line in lines))
-
-
-def make_root(root, train, val):
-    """A data set in the official layout holding the given sample lines, images copied."""
-    root.mkdir(parents=True)
-    shutil.copy(SAMPLE / "categories.txt", root)
-    for split, lines in (("train", train), ("val", val)):
-        write_lines(root / f"{split}.txt", lines)
-        for line in lines:
-            rel = line.split()[0]
-            (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(SAMPLE / "images" / rel, root / "images" / rel)
-    return root
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """6 train images (3 classes x 2) and 3 val images."""
-    return make_root(tmp_path / "tiny", sample_lines("train", 2), sample_lines("val", 1))
 
 
 # ---------------------------------------------------------------- list files and datasets
@@ -113,13 +74,72 @@ def test_base_size_scales_the_reference_resize():
     assert [data.base_size(s) for s in (128, 64, 32)] == [144, 72, 36]
 
 
-def test_load_split_decodes_to_uint8_cache(tiny):
-    cache = data.load_split(tiny, "train", size=32)
-    images, labels = cache.tensors
+def cache_files(root):
+    return sorted(p.name for p in (root / ".cache").glob("*.npy"))
+
+
+def test_load_split_decodes_once_into_a_memory_mapped_cache(tiny, monkeypatch):
+    first = data.load_split(tiny, "train", size=32)
+    images, labels = first.tensors
     assert images.dtype == torch.uint8 and images.shape == (6, 3, 36, 36)
     assert labels.dtype == torch.int64 and labels.tolist() == [0, 0, 1, 1, 2, 2]
-    streamed = data.DecodedMiniPlaces(tiny, "train", size=32)
-    assert torch.equal(streamed[3][0], images[3]) and streamed[3][1] == 1
+    decoded = data.square_uint8(data.open_rgb(data.MiniPlaces(tiny, "train").samples[3][0]), 36)
+    assert torch.equal(images[3], decoded)
+    assert [first.path.name] == cache_files(tiny) and first.path.parent == tiny / ".cache"
+    assert isinstance(np.load(first.path, mmap_mode="r"), np.memmap)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+    monkeypatch.setattr(data, "_write_cache", no_decoding)
+    second = data.load_split(tiny, "train", size=32)
+    assert second.path == first.path and torch.equal(second.tensors[0], images)
+
+
+def test_cache_follows_the_list_files_and_the_images(tiny):
+    first = data.load_split(tiny, "train", size=32).path
+    assert data.load_split(tiny, "train", size=64).path != first  # another size: its own cache
+    image = tiny / "images" / data.read_list(tiny, "train")[0][0]
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    touched = data.load_split(tiny, "train", size=32).path
+    assert touched != first and not first.exists()  # the stale cache of that split and size is gone
+    write_lines(tiny / "train.txt", sample_lines("train", 2)[::-1])
+    reordered = data.load_split(tiny, "train", size=32)
+    assert reordered.path != touched and reordered.tensors[1].tolist() == [2, 2, 1, 1, 0, 0]
+
+
+def test_cache_goes_elsewhere_when_the_data_root_is_read_only(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(data.os, "access", lambda path, mode: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    split = data.load_split(tiny, "val", size=32)
+    assert split.path.is_relative_to(tmp_path / "user-cache" / "miniplaces")
+    assert len(split) == 3
+
+
+def test_cached_split_pickles_as_its_path(tiny):
+    split = data.load_split(tiny, "train", size=32)
+    blob = pickle.dumps(split)
+    assert len(blob) < split.tensors[0].numel()  # the images are not copied
+    again = pickle.loads(blob)
+    assert torch.equal(again.tensors[0], split.tensors[0]) and torch.equal(again.tensors[1], split.tensors[1])
+    loader = torch.utils.data.DataLoader(split, batch_size=3, num_workers=2)
+    assert torch.equal(torch.cat([images for images, _ in loader]), split.tensors[0])
+
+
+def test_load_split_of_a_missing_image_says_what_to_do(tiny):
+    os.remove(tiny / "images" / data.read_list(tiny, "val")[1][0])
+    with pytest.raises(data.DataError, match="listed but does not exist.*data verify"):
+        data.load_split(tiny, "val", size=32)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_load_split_of_a_corrupt_image_says_what_to_do(tiny, workers):
+    image = tiny / "images" / data.read_list(tiny, "val")[1][0]
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(data.DataError, match="does not decode.*data verify") as error:
+        data.load_split(tiny, "val", size=32, num_workers=workers)
+    assert "\n" not in str(error.value)  # one line, also from a DataLoader worker
+    assert [p.name for p in (tiny / ".cache").iterdir()] == [".lock"]  # nothing half-written is kept
 
 
 def test_square_uint8_crops_the_centre_of_a_wide_image():
@@ -128,11 +148,6 @@ def test_square_uint8_crops_the_centre_of_a_wide_image():
     out = data.square_uint8(image, 36)
     assert out.shape == (3, 36, 36) and out.dtype == torch.uint8
     assert out[1].float().mean() > 250 and out[0].float().mean() < 5
-
-
-def test_fits_in_memory():
-    assert data.fits_in_memory(10, 128)
-    assert not data.fits_in_memory(10 ** 12, 128)
 
 
 # ---------------------------------------------------------------- batch transforms
@@ -221,148 +236,6 @@ def test_eval_transform_is_a_centre_crop():
     small = random_images(2, 36)
     assert torch.equal(data.EvalTransform(32)(small), small[..., 2:34, 2:34] / 255)
     assert data.EvalTransform(32)(random_images(2, 128)).shape == (2, 3, 32, 32)
-
-
-# ---------------------------------------------------------------- verify
-
-def test_verify_sample_is_clean():
-    problems, counts = data.verify(SAMPLE)
-    assert problems == []
-    assert counts == {
-        "train": {"images": 6000, "per_class_min": 60, "per_class_max": 60, "classes": 100},
-        "val": {"images": 1500, "per_class_min": 15, "per_class_max": 15, "classes": 100},
-    }
-
-
-def test_verify_reports_every_problem_with_file_and_line(tiny):
-    good = (tiny / "images" / "train" / "a" / "abbey" / "00000001.jpg").read_bytes()
-    (tiny / "images" / "train" / "truncated.jpg").write_bytes(good[: len(good) // 2])
-    lines = sample_lines("train", 2) + [
-        "train/truncated.jpg 0",          # line 7
-        "train/a/abbey/00000002.jpg 100",  # line 8
-        "train/a/abbey/missing.jpg 1",    # line 9
-        "train/a/abbey/00000001.jpg",     # line 10
-    ]
-    write_lines(tiny / "train.txt", lines)
-    (tiny / "val.txt").unlink()
-    problems, counts = data.verify(tiny)
-    expected = [("train.txt:7:", "truncated.jpg does not decode"), ("train.txt:8:", "label 100"),
-                ("train.txt:9:", "missing.jpg does not exist"), ("train.txt:10:", "expected"),
-                ("val.txt:", "missing")]
-    assert len(problems) == len(expected)
-    for where, what in expected:
-        assert any(where in p and what in p for p in problems), (where, what, problems)
-    assert counts["train"] == {"images": 6, "per_class_min": 0, "per_class_max": 2, "classes": 3}
-
-
-# ---------------------------------------------------------------- download
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(folder, base URL): `folder` served over HTTP on 127.0.0.1 by a thread."""
-    folder = tmp_path / "www"
-    folder.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def make_archive(path, root, prefix="", lists=True):
-    """A .tar.gz of `root`'s images/ (and list files) under `prefix`."""
-    names = ["images"] + (list(data.LIST_FILES) if lists else [])
-    with tarfile.open(path, "w:gz") as tar:
-        for name in names:
-            tar.add(root / name, arcname=f"{prefix}{name}")
-    return path
-
-
-def add_member(archive, name, kind=tarfile.REGTYPE, linkname=""):
-    """Append one member to an uncompressed .tar."""
-    with tarfile.open(archive, "a") as tar:
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname, info.size = kind, linkname, 4 if kind == tarfile.REGTYPE else 0
-        tar.addfile(info, io.BytesIO(b"evil") if kind == tarfile.REGTYPE else None)
-
-
-def leftovers(parent):
-    return sorted(p.name for p in parent.iterdir())
-
-
-def test_download_extracts_verifies_and_keeps_a_verified_set(tiny, server, tmp_path):
-    folder, url = server
-    make_archive(folder / "data.tar.gz", tiny, prefix="data/")
-    target = tmp_path / "datasets" / "miniplaces"
-    assert data.download(target, f"{url}/data.tar.gz", timeout=5) == target
-    assert data.verify(target)[0] == []
-    assert len(data.MiniPlaces(target, "train")) == 6
-    assert leftovers(target.parent) == ["miniplaces"]
-    (folder / "data.tar.gz").unlink()  # a second call must neither fetch nor overwrite
-    assert data.download(target, f"{url}/data.tar.gz", timeout=5) == target
-
-
-def test_download_fetches_list_files_the_archive_lacks(tiny, server, tmp_path):
-    folder, url = server
-    make_archive(folder / "data.tar.gz", tiny, lists=False)  # the official archive: images/ only
-    (folder / "lists").mkdir()
-    for name in data.LIST_FILES:
-        shutil.copy(tiny / name, folder / "lists")
-    target = data.download(tmp_path / "mp", f"{url}/data.tar.gz", timeout=5, lists_url=f"{url}/lists")
-    assert data.read_list(target, "val") == data.read_list(tiny, "val")
-
-
-@pytest.mark.parametrize("name, kind, linkname", [
-    ("../evil", tarfile.REGTYPE, ""),
-    ("/tmp/evil-absolute", tarfile.REGTYPE, ""),
-    ("images/link", tarfile.SYMTYPE, "../../evil"),
-    ("images/hard", tarfile.LNKTYPE, "../evil"),
-])
-def test_download_refuses_members_outside_the_target(tiny, server, tmp_path, name, kind, linkname):
-    folder, url = server
-    archive = folder / "data.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(tiny / "images", arcname="images")
-    add_member(archive, name, kind, linkname)
-    target = tmp_path / "out" / "mp"
-    with pytest.raises(data.DataError, match=rf"refusing to extract .*{name}"):
-        data.download(target, f"{url}/data.tar", timeout=5)
-    assert not (tmp_path / "evil").exists() and not (tmp_path / "out" / "evil").exists()
-    assert leftovers(target.parent) == []
-
-
-def test_download_of_a_truncated_archive_fails_clearly(tiny, server, tmp_path):
-    folder, url = server
-    whole = make_archive(tmp_path / "whole.tar.gz", tiny).read_bytes()
-    (folder / "data.tar.gz").write_bytes(whole[: len(whole) // 2])
-    target = tmp_path / "out" / "mp"
-    with pytest.raises(data.DataError, match="corrupt or truncated"):
-        data.download(target, f"{url}/data.tar.gz", timeout=5)
-    assert leftovers(target.parent) == []
-
-
-def test_download_from_an_unreachable_url_fails_with_one_clear_message(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/data.tar.gz"
-    with pytest.raises(data.DataError, match=rf"could not download .* from {url}: .*--data-dir"):
-        data.download(tmp_path / "mp", url, timeout=5)
-    assert leftovers(tmp_path) == []
-
-
-def test_download_leaves_other_folders_alone(tmp_path):
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(data.DataError, match="not a MiniPlaces data set"):
-        data.download(tmp_path / "mine", "http://127.0.0.1:9/x.tar.gz", timeout=1)
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_load_split_limit_takes_evenly_spaced_images():
