@@ -28,7 +28,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from lib import data, experiments
-from lib.train import Trainer, device_name, forward_flops, peak_memory_mb, resolve_device
+from lib.devices import device_name, peak_memory_mb, resolve_device
+from lib.stepcost import forward_flops
+from lib.train import Trainer
 
 FULL_IMAGES = {"train": 100_000, "val": 10_000}  # the official MiniPlaces splits
 # Assumed achieved training throughput of one H100 for the on-paper estimate: about a tenth of its
@@ -52,7 +54,7 @@ def projected_minutes(name, train_rate, val_rate):
 
 
 def paper_estimate(tflops=ASSUMED_TFLOPS):
-    """Per experiment of the full study: forward GFLOP per image (lib.train.forward_flops), PFLOP of the
+    """Per experiment of the full study: forward GFLOP per image (lib.stepcost.forward_flops), PFLOP of the
     whole run and minutes at `tflops` TFLOP/s achieved. A training image costs 3 forward passes (forward +
     backward); each PGD step of adversarial training one forward + backward more (3 forward passes);
     each validation image 1 forward pass."""
