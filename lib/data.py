@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
-from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -181,6 +180,7 @@ def base_size(size):
 def square_uint8(image, side):
     """PIL image -> uint8 (3, side, side): short side resized (antialiased) to `side`, centre crop."""
     if image.size != (side, side):
+        from torchvision.transforms import functional as TF  # imported here: importing torchvision takes seconds
         image = TF.center_crop(TF.resize(image, side, antialias=True), side)
     return _to_tensor(image)
 

@@ -271,7 +271,7 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
 def _prepare(path, cfg, force):
     """Make `path` hold this configuration: keep a finished match, set aside anything else."""
     config_file = path / "config.json"
-    same = config_file.exists() and json.loads(config_file.read_text()) == cfg
+    same = config_file.exists() and json.loads(config_file.read_text()) == json.loads(json.dumps(cfg))  # tuples as lists
     if same and not force:
         return
     _set_aside(path, "forced" if same else "replaced")

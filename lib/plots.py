@@ -10,6 +10,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from lib import data
 from lib.experiments import OUTPUT_ROOT
 
 FIGURES_DIR = OUTPUT_ROOT / "figures"
@@ -32,6 +33,14 @@ def save(fig, name):
 def say(text):
     """Show Markdown prose built from computed values (f-strings in the notebooks)."""
     display(Markdown(text))
+
+
+def dataset_name(cfg):
+    """The data set of a run configuration by name, never by path: 'the embedded sample (miniplaces-sample)'
+    or the data directory's name."""
+    root = Path(cfg["data_dir"])
+    return (f"the embedded sample ({root.name})" if root.resolve() == data.SAMPLE_ROOT.resolve()
+            else f"`{root.name}`")
 
 
 def panels(count, height=PANEL_HEIGHT):

@@ -5,6 +5,7 @@ Everything is produced in a staging folder first and moved into place only when 
 every export succeeded, so a failure never overwrites the previous good report.
 """
 import copy
+import re
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from lib.data import PROJECT_ROOT
 from lib.experiments import RESULTS_DIR
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+TEMPLATES = Path(__file__).parent / "templates"
+HEADING = re.compile(r"\A(#{1,6})\s+(.+)")
 PDF_TOOLS = ("xelatex", "pandoc")
 PDF_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
 
@@ -62,27 +65,89 @@ def _report_cell(cell):
     return cell
 
 
+def _heading(cell):
+    """(level, text) of a markdown cell that starts with a heading line, else None."""
+    if cell.cell_type != "markdown":
+        return None
+    match = HEADING.match(cell.source)
+    return (len(match.group(1)), match.group(2).strip()) if match else None
+
+
+def _unnumbered(cell, level, text):
+    """A heading cell tagged 'unnumbered' as two raw cells: an unnumbered LaTeX section listed in the table of
+    contents, and the same HTML heading; the rest of the cell's Markdown stays a Markdown cell."""
+    command = ("section", "subsection", "subsubsection")[min(level, 3) - 1]
+    anchor = text.replace(" ", "-")
+    latex = nbformat.v4.new_raw_cell(rf"\{command}*{{{text}}}\addcontentsline{{toc}}{{{command}}}{{{text}}}",
+                                     metadata={"raw_mimetype": "text/latex"})
+    html = nbformat.v4.new_raw_cell(f'<h{level} id="{anchor}">{text}</h{level}>', metadata={"raw_mimetype": "text/html"})
+    rest = cell.source.split("\n", 1)[1].strip() if "\n" in cell.source else ""
+    return [latex, html] + ([nbformat.v4.new_markdown_cell(rest)] if rest else [])
+
+
+def _html_contents(cells):
+    """A raw HTML table of contents of the combined cells' headings (levels 1-2), numbered as the PDF numbers them."""
+    numbers, items = [0, 0], []
+    for cell in cells:
+        if cell.cell_type == "raw" and cell.metadata.get("raw_mimetype") == "text/html":
+            match = re.match(r'<h([12]) id="([^"]+)">(.*)</h', cell.source)
+            if match:
+                items.append((int(match.group(1)), "", match.group(2), match.group(3)))
+            continue
+        heading = _heading(cell)
+        if heading and heading[0] <= 2:
+            level, text = heading
+            numbers[level - 1] += 1
+            numbers[level:] = [0] * (2 - level)
+            label = ".".join(str(n) for n in numbers[:level])
+            items.append((level, label, text.replace(" ", "-"), text))
+    entries = "".join(f'<li style="margin-left: {2 * (level - 1)}em; list-style: none">{label} '
+                      f'<a href="#{anchor}">{text}</a></li>' for level, label, anchor, text in items)
+    return nbformat.v4.new_raw_cell(f"<h2>Contents</h2><ul>{entries}</ul>", metadata={"raw_mimetype": "text/html"})
+
+
 def combine(executed, title):
-    """One notebook holding the cells of every executed notebook, for a single report."""
+    """One notebook holding the cells of every executed notebook, for a single report.
+
+    Notebooks whose metadata says {"report": {"placement": "front"}} (the findings, executed last because
+    they read every other notebook's results) come first; heading cells tagged 'unnumbered' become unnumbered
+    sections; the HTML gets a table of contents (the PDF's comes from LaTeX).
+    """
     nbs = [nbformat.read(path, as_version=4) for path in executed]
+    front = [i for i, nb in enumerate(nbs) if nb.metadata.get("report", {}).get("placement") == "front"]
+    order = front + [i for i in range(len(nbs)) if i not in front]
     combined = nbformat.v4.new_notebook(metadata=copy.deepcopy(nbs[0].metadata))
     combined.metadata["title"] = title
-    for index, nb in enumerate(nbs):
-        for cell in nb.cells:
-            if not {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
-                cell = _report_cell(cell)
-                cell.id = f"nb{index}-{cell.id}"
-                combined.cells.append(cell)
+    combined.metadata.pop("report", None)
+    for index in order:
+        for cell in nbs[index].cells:
+            if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+                continue
+            heading = _heading(cell)
+            cells = (_unnumbered(cell, *heading) if heading and "unnumbered" in cell.metadata.get("tags", [])
+                     else [_report_cell(cell)])
+            for number, new in enumerate(cells):
+                new.id = f"nb{index}-{cell.id}" + (f"-{number}" if number else "")
+                combined.cells.append(new)
+    contents = _html_contents(combined.cells)
+    contents.id = "contents"
+    combined.cells.insert(0, contents)
     return combined
 
 
 def export(notebook, stem, formats):
-    """Write stem.pdf / stem.html from a notebook with code cells hidden; returns the written paths."""
+    """Write stem.pdf / stem.html from a notebook with code cells hidden; returns the written paths.
+
+    The PDF uses lib/templates/report.tex.j2 (nbconvert's article with a table of contents and table captions).
+    """
     from nbconvert import HTMLExporter, PDFExporter
     exporters = {"pdf": PDFExporter, "html": HTMLExporter}
     written = []
     for fmt in formats:
-        exporter = exporters[fmt](exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        options = dict(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        if fmt == "pdf":
+            options.update(extra_template_basedirs=[str(TEMPLATES)], template_file="report.tex.j2")
+        exporter = exporters[fmt](**options)
         try:
             body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
         except Exception as error:  # nbconvert raises LatexFailed, OSError and others: name the format

@@ -97,6 +97,26 @@ def describe(k, n, digits=1):
     return f"{100 * k / n:.{digits}f}% [{100 * low:.{digits}f}, {100 * high:.{digits}f}] (n = {n:,})"
 
 
+def interval_cell(k, n, digits=1):
+    """'7.0 [3.4, 13.7]': a percentage and its 95% Wilson interval, for a table column that states n."""
+    if n == 0:
+        return "–"
+    low, high = wilson(k, n)
+    return f"{100 * k / n:.{digits}f} [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+
+
+def comparison_row(pair, name_a, name_b, label=None, digits=1):
+    """A table row (dict) of a paired comparison: both accuracies, the difference with its interval, the
+    discordant counts, McNemar's p and whether this execution can tell the two apart. The first column holds
+    `label`, by default "A vs B"."""
+    d, lo, hi = (100 * pair[key] for key in ("difference", "low", "high"))
+    return {"comparison": label or f"{name_a} vs {name_b}",
+            "A top-1 (%)": f"{100 * pair['acc_a']:.{digits}f}", "B top-1 (%)": f"{100 * pair['acc_b']:.{digits}f}",
+            "A - B (points) [95% CI]": f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
+            "only A / only B right": f"{pair['b']} / {pair['c']}", "n": pair["n"], "McNemar p": format_p(pair["p"]),
+            "difference?": "yes" if significant(pair) else "cannot tell"}
+
+
 def format_p(p):
     """A p value for prose and tables: three significant digits, '< 0.001' below that."""
     return "< 0.001" if p < 0.001 else f"{p:.3g}"

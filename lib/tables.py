@@ -100,7 +100,7 @@ _HTML_STYLE = "border-collapse: collapse; border-top: 2px solid black; border-bo
 def _latex_header(cell):
     """A header cell; a newline in it breaks the header over two lines."""
     parts = [latex_escape(part) for part in cell.split("\n")]
-    return parts[0] if len(parts) == 1 else r"\begin{tabular}[b]{@{}c@{}}" + r" \\ ".join(parts) + r"\end{tabular}"
+    return parts[0] if len(parts) == 1 else r"\begin{tabular}[b]{@{}c@{}}" + r" \\{} ".join(parts) + r"\end{tabular}"
 
 
 def _html_header(cell):

@@ -38,7 +38,7 @@ def test_transpose_turns_columns_into_rows():
 
 def test_header_line_break_and_plain_text():
     table = Table(pd.DataFrame({"a": ["x"], "val\ntop-1": [1.0]}), "c", "3")
-    assert r"\begin{tabular}[b]{@{}c@{}}val \\ top-1\end{tabular}" in table._repr_latex_()
+    assert r"\begin{tabular}[b]{@{}c@{}}val \\{} top-1\end{tabular}" in table._repr_latex_()
     assert "val<br>top-1" in table._repr_html_()
     assert repr(table).startswith("Table 3: c")
 
