@@ -24,7 +24,7 @@ def cmd_list(args):
 
 
 def cmd_train(args):
-    init_distributed()
+    init_distributed(args.device)
     overrides = {setting: value for flag, (setting, _) in TRAIN_OPTIONS.items()
                  if (value := getattr(args, setting)) is not None}
     if args.channels_last:

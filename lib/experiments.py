@@ -276,11 +276,14 @@ class Run:
         return pd.read_csv(self.dir / "steps.csv")
 
     def load_model(self, best=False, device="cpu"):
-        """The trained model in eval mode: last epoch's weights, or the best val Acc@1's."""
+        """The trained model in eval mode on `device`: last epoch's weights, or the best val Acc@1's.
+
+        The checkpoint is read into CPU memory; only the model moves to `device`.
+        """
         cfg = dict(self.config, model_kwargs={**self.config["model_kwargs"], **(
             {"pretrained": False} if self.config["model"] == "resnet18" else {})})
         model = build_model(cfg)
-        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"), device)
+        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"))
         model.load_state_dict(state["model"])
         return model.to(device).eval()
 
