@@ -65,8 +65,15 @@ def cmd_report(args):
     print(f"report finished in {out['seconds']:.0f} s")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors (its sub-commands inherit the class)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="python -m lib", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m lib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments and profiles").set_defaults(func=cmd_list)
 
