@@ -321,6 +321,10 @@ class AdversarialTraining:
     the model's modes restored after. logs["clean_correct"] is a 0-d tensor: the clean top-1
     correct count of the batch (eval mode), read off the first PGD step at no extra cost.
     Default attack: the reference PGD, 4 steps, step 2/255, epsilon 8/255, cross-entropy.
+    Precision: the samples are crafted in the training precision, since the trainer calls the hook
+    inside its autocast (bf16 where the run's amp resolves to bf16, e.g. on a GPU; fp32 otherwise):
+    they are training data for a model trained in that precision, and crafting costs most of an
+    adversarial step. The evaluation attacks of notebooks 03 and 04 run without autocast, in fp32.
     """
 
     def __init__(self, attack=None):

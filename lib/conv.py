@@ -15,6 +15,11 @@ torch's convolution ops. Only the input and the weight are saved: the rows are r
 in backward, which costs one copy but keeps the large unfolded tensor out of the graph.
 On the CPU the rows live in a per-thread scratch buffer reused by every layer and step
 (see ``_scratch``); ``release_workspace`` frees it.
+
+Mixed precision follows ``nn.Conv2d``: under ``torch.autocast`` on the input's device type the
+input, weight and bias are cast to the autocast dtype (bf16 or fp16) and forward and backward run
+entirely in it, with autocast switched off inside (``custom_conv2d``). Without autocast every
+tensor keeps its dtype, so fp32 in gives fp32 arithmetic out.
 """
 import math
 import threading
@@ -186,6 +191,25 @@ class CustomConv2DFunction(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None, None
 
 
+def custom_conv2d(input, weight, bias, stride, padding):
+    """``CustomConv2DFunction`` with ``F.conv2d``'s autocast behaviour.
+
+    Under autocast on input's device type (CPU or CUDA), input, weight and bias are cast to the
+    autocast dtype read at call time, as autocast does for ``F.conv2d``, and the op runs with
+    autocast disabled: its matrix multiplies (which write into preallocated outputs, where
+    autocast would not cast) and its backward all run in that one dtype, and the output has it.
+    This is what ``torch.amp.custom_fwd(cast_inputs=...)`` does for a dtype fixed in advance.
+    Gradients flow back through the casts, so fp32 parameters get fp32 gradients.
+    """
+    device_type = input.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return CustomConv2DFunction.apply(input, weight, bias, stride, padding)
+    dtype = torch.get_autocast_dtype(device_type)
+    with torch.autocast(device_type, enabled=False):
+        return CustomConv2DFunction.apply(input.to(dtype), weight.to(dtype),
+                                          None if bias is None else bias.to(dtype), stride, padding)
+
+
 def _input_grad(grad_rows, weight_matrix, input_shape, kernel, stride, padding):
     """grad_rows (B*Ho*Wo, O) @ weight_matrix (O, kh*kw*C), folded back to (B, C, H, W)."""
     batch, channels, height, width = input_shape
@@ -242,7 +266,7 @@ class CustomConv2d(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"CustomConv2d expects input (B, {self.in_channels}, H, W) or "
                              f"({self.in_channels}, H, W), got shape {tuple(x.shape)}")
-        return CustomConv2DFunction.apply(x, self.weight, self.bias, self.stride, self.padding)
+        return custom_conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -3,8 +3,10 @@
 A configuration is plain data, resolved in this order (later wins)::
 
     TRAIN_DEFAULTS  <-  PROFILES[profile]  <-  experiment["train"]  <-  experiment[profile]  <-  overrides
+                    <-  DRY_RUN caps (dry runs only)
 
-(model_kwargs merge the same way: experiment, then its profile entry, then overrides.)
+(model_kwargs merge the same way: experiment, then its profile entry, then overrides.) Every setting is checked
+(lib.settings) before anything is written.
 
 Profiles change sizes and epochs, never code paths: `smoke` (seconds, for tests), `sample` (the embedded
 sample on a CPU, the default) and `full` (the real data set on a GPU with the reference settings).
@@ -23,6 +25,8 @@ import torch.distributed as dist
 from torch import nn
 
 from lib import data
+from lib.attacks import PIXEL_PER_NORMALIZED
+from lib.settings import ConfigError, check_attack, check_training
 from lib.train import Trainer, load_checkpoint, seed_everything, world
 
 # Generated files go under results/ and figures/ of the project, or of $MINIPLACES_OUTPUT when set.
@@ -34,7 +38,7 @@ TRAIN_DEFAULTS = dict(
     epochs=60, batch_size=256, val_batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
     warmup_epochs=5, grad_clip=0.0, label_smoothing=0.0, seed=0, amp="auto", channels_last=False,
     image_size=128, train_images=None, val_images=None, log_every=20, num_workers=0, adversarial=None,
-    init_from=None,
+    init_from=None, train_batches=None, val_batches=None,
 )
 
 PROFILES = {
@@ -44,14 +48,19 @@ PROFILES = {
     "full": dict(num_workers=8),
 }
 
+# A dry run executes the whole study with a profile's data, sizes and models but caps the work: at most `epochs`
+# epochs of at most `train_batches` optimizer steps, evaluations over `val_batches` batches, and attacks on
+# `attack_images` images. Its runs live in <profile>-dryrun directories, never re-used as real results.
+DRY_RUN = dict(epochs=2, train_batches=2, val_batches=2, attack_images=8)
+
 # PGD used to craft training samples for AdvSimpleNet (pixel units).
 ADVERSARIAL_TRAINING = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
 
-# The attacks of notebooks 03 and 04. default: the original harness's PGD-10, step 0.01, epsilon 0.1 in
-# normalised units (attacks.PGDAttack.from_normalized converts them to pixels); epsilons: the robustness curve's,
-# pixel units, each a PGD-10 of step epsilon / 10 like the default; grid_steps x grid_scales: PGD with the
-# default's step size, that many steps, epsilon = scale x the default's. images: val images attacked per
-# profile (an evenly spaced subset, the same for every model; None: all of them).
+# The attacks of notebooks 03 and 04 (`attack_settings` resolves them to pixel units, with a notebook's
+# overrides). default: the original harness's PGD-10, step 0.01, epsilon 0.1 in normalised units; epsilons: the
+# robustness curve's, pixel units, each a PGD-10 of step epsilon / 10 like the default; grid_steps x grid_scales:
+# PGD with the default's step size, that many steps, epsilon = scale x the default's. images: val images attacked
+# per profile (an evenly spaced subset, the same for every model; None: all of them).
 ATTACKS = dict(
     default=dict(num_steps=10, step_size=0.01, epsilon=0.1),
     epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
@@ -101,43 +110,97 @@ EXPERIMENTS = {
 }
 
 
-class ConfigError(ValueError):
-    """An unknown experiment, profile or setting; the message lists the valid ones."""
-
-
 # ----------------------------------------------------------------------------- configuration
 
-def _check_name(kind, name, valid):
+def check_name(kind, name, valid):
     if name not in valid:
         raise ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
 
 
-def config(name, profile="sample", data_dir=None, **overrides):
-    """The resolved configuration (a dict of plain data) of experiment `name` under `profile`."""
-    _check_name("experiment", name, EXPERIMENTS)
-    _check_name("profile", profile, PROFILES)
+def config(name, profile="sample", data_dir=None, dry_run=False, **overrides):
+    """The resolved configuration (a dict of plain data) of experiment `name` under `profile`, checked.
+
+    dry_run: cap the work by DRY_RUN (the warmup shrinks with the epochs); the config says dry_run True.
+    """
+    check_name("experiment", name, EXPERIMENTS)
+    check_name("profile", profile, PROFILES)
     exp = EXPERIMENTS[name]
     unknown = set(overrides) - set(TRAIN_DEFAULTS) - {"model_kwargs"}
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid settings: "
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} of {name}; valid settings: "
                           f"{', '.join(sorted(TRAIN_DEFAULTS))}, model_kwargs")
+    overrides = dict(overrides)
     per_profile = dict(exp.get(profile, {}))
     model_kwargs = {**exp.get("model_kwargs", {}), **per_profile.pop("model_kwargs", {}),
                     **overrides.pop("model_kwargs", {})}
     cfg = {**TRAIN_DEFAULTS, **PROFILES[profile], **exp.get("train", {}), **per_profile}
     cfg.update(overrides)
+    check_training(cfg, name)
+    source = _init_source(cfg["init_from"], name)
+    if source and config(source[0], profile, **source[1])["init_from"] is not None:
+        raise ConfigError(f"{name}: init_from {source[0]!r} must be a run that does not itself use init_from")
+    if dry_run:
+        epochs = min(cfg["epochs"], DRY_RUN["epochs"])
+        cfg.update(warmup_epochs=cfg["warmup_epochs"] * epochs / cfg["epochs"], epochs=epochs,
+                   **{key: min(cfg[key] or DRY_RUN[key], DRY_RUN[key]) for key in ("train_batches", "val_batches")})
     root = Path(data_dir) if data_dir else data.SAMPLE_ROOT
-    return {"experiment": name, "profile": profile, "title": exp["title"], "model": exp["model"],
-            "model_kwargs": model_kwargs, "data_dir": str(root.resolve()), **cfg}
+    return {"experiment": name, "profile": profile, "dry_run": bool(dry_run), "title": exp["title"],
+            "model": exp["model"], "model_kwargs": model_kwargs, "data_dir": str(root.resolve()), **cfg}
 
 
-def run_dir(name, profile="sample", overrides=None, results_dir=None):
-    """results/runs/<name>/<profile>/, or <profile>-<hash> when settings were overridden."""
+def _init_source(init_from, experiment):
+    """`experiment`'s init_from (None, an experiment, or {experiment: its overrides}) -> (name, overrides) or None."""
+    if init_from is None:
+        return None
+    if isinstance(init_from, str):
+        name, overrides = init_from, {}
+    elif isinstance(init_from, dict) and len(init_from) == 1:
+        [(name, overrides)] = init_from.items()
+    else:
+        name = overrides = None
+    if name not in EXPERIMENTS or not isinstance(overrides, dict):
+        raise ConfigError(f"{experiment}: init_from must be null, an experiment ({', '.join(EXPERIMENTS)}) or "
+                          f"{{experiment: {{setting: value}}}}, got {init_from!r}")
+    return name, overrides
+
+
+def check_data(cfg):
+    """Check what needs the data set: its train list exists and holds at least one batch."""
+    available = len(data.read_list(cfg["data_dir"], "train"))
+    check_training(cfg, cfg["experiment"], min(available, cfg["train_images"] or available))
+
+
+def run_dir(name, profile="sample", overrides=None, results_dir=None, dry_run=False):
+    """results/runs/<name>/<profile>/, <profile>-dryrun/ for a dry run, then -<hash> when settings were overridden."""
     base = Path(results_dir or RESULTS_DIR) / "runs" / name
+    folder = f"{profile}-dryrun" if dry_run else profile
     if not overrides:
-        return base / profile
+        return base / folder
     digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return base / f"{profile}-{digest}"
+    return base / f"{folder}-{digest}"
+
+
+# ----------------------------------------------------------------------------- study parameters
+
+def attack_settings(profile="sample", dry_run=False, **overrides):
+    """The attacks of notebooks 03/04 in pixel units: ATTACKS with a notebook's `attack` overrides.
+
+    overrides: epsilon and step_size in /255, steps (PGD iterations), images (None: the whole val set).
+    step_size defaults to epsilon / steps, as in the harness's default (0.01 = 0.1 / 10 steps). Returns
+    {'default': {num_steps, step_size, epsilon} for PGDAttack(**...), 'epsilons': tuple, 'grid_steps',
+    'grid_scales', 'images': int or None}; a dry run attacks at most DRY_RUN['attack_images'] images.
+    """
+    check_name("profile", profile, PROFILES)
+    check_attack(overrides)
+    harness = ATTACKS["default"]
+    epsilon = overrides["epsilon"] / 255 if "epsilon" in overrides else harness["epsilon"] * PIXEL_PER_NORMALIZED
+    steps = overrides.get("steps", harness["num_steps"])
+    step_size = overrides["step_size"] / 255 if "step_size" in overrides else epsilon / steps
+    images = overrides.get("images", ATTACKS["images"][profile])
+    if dry_run:
+        images = min(images or DRY_RUN["attack_images"], DRY_RUN["attack_images"])
+    return dict(default=dict(num_steps=steps, step_size=step_size, epsilon=epsilon), epsilons=ATTACKS["epsilons"],
+                grid_steps=ATTACKS["grid_steps"], grid_scales=ATTACKS["grid_scales"], images=images)
 
 
 # ----------------------------------------------------------------------------- models and data
@@ -149,7 +212,7 @@ def build_model(cfg):
     if cfg["model"] in ("simplenet", "improvednet"):
         ops = {"native": nn.Conv2d, "custom": conv.CustomConv2d}
         op = kwargs.pop("conv", "native")
-        _check_name("conv", op, ops)
+        check_name("conv", op, ops)
         builder = cnn.SimpleNet if cfg["model"] == "simplenet" else cnn.ImprovedNet
         return builder(conv_op=ops[op], **kwargs)
     if cfg["model"] == "resnet18":
@@ -213,11 +276,14 @@ class Run:
         return pd.read_csv(self.dir / "steps.csv")
 
     def load_model(self, best=False, device="cpu"):
-        """The trained model in eval mode: last epoch's weights, or the best val Acc@1's."""
+        """The trained model in eval mode on `device`: last epoch's weights, or the best val Acc@1's.
+
+        The checkpoint is read into CPU memory; only the model moves to `device`.
+        """
         cfg = dict(self.config, model_kwargs={**self.config["model_kwargs"], **(
             {"pretrained": False} if self.config["model"] == "resnet18" else {})})
         model = build_model(cfg)
-        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"), device)
+        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"))
         model.load_state_dict(state["model"])
         return model.to(device).eval()
 
@@ -234,38 +300,58 @@ def _set_aside(path, why):
 
 
 def run(name, profile="sample", *, data_dir=None, device="auto", force=False, progress=True,
-        results_dir=None, stop_after=None, **overrides):
+        results_dir=None, stop_after=None, dry_run=False, **overrides):
     """Train experiment `name` under `profile`, or re-use its finished run with the same configuration.
 
     An interrupted run with the same configuration resumes from its last checkpoint. `force=True`
     retrains (the previous run is kept, renamed). `stop_after=k` stops after epoch k (for tests).
-    Overrides are settings of TRAIN_DEFAULTS (e.g. epochs=5) or model_kwargs={...}. Returns a Run.
+    Overrides are settings of TRAIN_DEFAULTS (e.g. epochs=5) or model_kwargs={...}; init_from names
+    the source run's experiment, with the registry's settings, or {experiment: {setting: value}}.
+    `dry_run=True` caps the work (DRY_RUN) in a run directory of its own. Returns a Run.
     """
-    cfg = config(name, profile, data_dir, **overrides)
-    path = run_dir(name, profile, overrides, results_dir)
+    cfg = config(name, profile, data_dir, dry_run, **overrides)
+    check_data(cfg)
+    path = run_dir(name, profile, overrides, results_dir, dry_run)
     rank, _ = world()
     if rank == 0:
         _prepare(path, cfg, force)
     if dist.is_initialized():
         dist.barrier()
     if (path / "metrics.json").exists():
+        _announce("cached", name, path, cfg)
         return Run(path)
     seed_everything(cfg["seed"])
     model = build_model(cfg)
     notes = {"pretrained_source": model.pretrained_source} if hasattr(model, "pretrained_source") else {}
     if cfg["init_from"]:
-        source = run(cfg["init_from"], profile, data_dir=data_dir, device=device, progress=progress,
-                     results_dir=results_dir)
+        source_name, source_overrides = _init_source(cfg["init_from"], name)
+        source = run(source_name, profile, data_dir=data_dir, device=device, progress=progress,
+                     results_dir=results_dir, dry_run=dry_run, **source_overrides)
         model.load_state_dict(source.load_model().state_dict())
         notes["initialised_from"] = str(source.dir)
     trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
                       input_hook=input_hook(cfg), progress=progress, notes=notes)
     if (path / "checkpoint.pth").exists():
         trainer.resume(path / "checkpoint.pth")
+    _announce("train", name, path, cfg)
     trainer.fit(stop_after)
     if dist.is_initialized():
         dist.barrier()
+    _announce("finished", name, path, cfg)
     return Run(path)
+
+
+# The report (lib.report) sets this to a file in which runs announce themselves, for its terminal progress.
+PROGRESS_ENV = "MINIPLACES_PROGRESS"
+
+
+def _announce(event, name, path, cfg):
+    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set."""
+    progress_file = os.environ.get(PROGRESS_ENV)
+    if progress_file and world()[0] == 0:
+        with open(progress_file, "a") as out:
+            out.write(json.dumps({"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"]})
+                      + "\n")
 
 
 def _prepare(path, cfg, force):

@@ -7,13 +7,17 @@ A run lives in one directory::
     history.csv      one row per epoch: lr, train/val loss and Acc@1/Acc@5, time, images/s
     steps.csv        one row every `log_every` optimizer steps: lr and training loss
     metrics.json     final and best metrics plus provenance (written last: its presence means "finished")
-    checkpoint.pth   model, optimizer, scheduler, RNG state after the last finished epoch (git-ignored)
+    checkpoint.pth   model, optimizer, scheduler, every process's RNG state after the last finished epoch
+                     (git-ignored)
     model_best.pth   model weights with the best val Acc@1 (git-ignored)
     tb/              TensorBoard event files
 
 Launched by ``torchrun --nproc-per-node N -m lib train ...`` the same loop runs under
-DistributedDataParallel; only rank 0 writes files.
+DistributedDataParallel: each process on the GPU of its local rank (or the CPU, on gloo), seeded with
+seed + rank, stopping together with the others on a non-finite loss; only rank 0 writes files.
 """
+import contextlib
+import copy
 import csv
 import functools
 import itertools
@@ -25,6 +29,7 @@ import resource
 import statistics
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,12 +37,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from lib.data import PROJECT_ROOT
 
+AMP_CHOICES = ("auto", "bf16", "off")
+AMP_MIN_SPEEDUP = 1.1  # amp="auto" on a CPU picks bf16 when a training step runs at least this much faster
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_loss", "val_acc1",
                   "val_acc5", "epoch_time_s", "images_per_s"]
 
@@ -48,17 +55,34 @@ class TrainingError(RuntimeError):
 
 # ----------------------------------------------------------------------------- devices, processes
 
+def _launched_processes():
+    """Number of processes torchrun started for this job (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def resolve_device(device="auto"):
-    """'auto' -> this process's CUDA device when present, else CPU. Returns a torch.device."""
+    """'auto' -> this process's CUDA device when present, else CPU. Returns a torch.device.
+
+    A CUDA device becomes the current one. 'cuda' (no index) means the GPU of this process's local
+    rank (LOCAL_RANK, 0 outside torchrun). Under torchrun with several processes an explicit 'cuda:N'
+    is an error: it would put every process on that one GPU (choose GPUs with CUDA_VISIBLE_DEVICES).
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    if device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    elif _launched_processes() > 1:
+        raise TrainingError(f"--device {device} under torchrun would put every process on one GPU; pass --device "
+                            "cuda (each process takes the GPU of its local rank) and choose the GPUs with "
+                            "CUDA_VISIBLE_DEVICES")
+    if device.index >= torch.cuda.device_count():
+        raise TrainingError(f"device {device} was asked for but {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    torch.cuda.set_device(device)
     return device
 
 
@@ -69,16 +93,39 @@ def world():
     return 0, 1
 
 
-def init_distributed():
-    """Join the process group when launched by torchrun (nccl on CUDA, gloo on CPU)."""
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+def init_distributed(device="auto"):
+    """Resolve this process's device and, when torchrun started several processes, join their group.
+
+    The device decides the backend: CUDA -> nccl, CPU -> gloo. The GPU (of the local rank) is made
+    current and bound to the group (device_id) *before* joining, so that every collective, the
+    barriers of `experiments.run` included, runs on this process's own GPU. Returns the torch.device.
+    """
+    device = resolve_device(device)
+    if _launched_processes() > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    return device
 
 
 def seed_everything(seed):
     """Seed torch (CPU and CUDA) so a run is repeatable."""
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
+
+
+def rng_state(device):
+    """This process's random state: the CPU generator's and, on a GPU, its own device's generator's."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state, device):
+    """Restore a state from `rng_state` (CPU tensors) on this process's device."""
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state["cuda"].numel():
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 # ----------------------------------------------------------------------------- schedule and meters
@@ -102,24 +149,36 @@ def build_optimizer(model, cfg):
 
 
 def correct_topk(logits, labels, ks=(1, 5)):
-    """Number of samples whose label is among the top-k logits, for each k. logits (B, C), labels (B,)."""
-    top = logits.topk(max(ks), dim=1).indices
-    hits = top.eq(labels[:, None])
-    return [hits[:, :k].any(dim=1).sum() for k in ks]
+    """Number of samples whose label is among the top-k logits, for each k (0-d tensors on logits' device).
+
+    logits (B, C) of any float dtype, compared in fp32; labels (B,). A sample is top-k correct when
+    fewer than k other classes score at least as high as its label: a tie (frequent among bf16
+    logits) counts against the label, the same way on every device, and a NaN logit is never a hit.
+    """
+    logits = logits.float()
+    not_below = ~(logits < logits.gather(1, labels[:, None]))  # the label itself, ties and NaNs
+    rivals = not_below.sum(dim=1) - 1
+    return [(rivals < k).sum() for k in ks]
 
 
 class Meter:
-    """Sums of loss, Acc@1 and Acc@5 hits and sample counts, reduced across processes on read."""
+    """Sums of loss, Acc@1 and Acc@5 hits and sample counts, reduced across processes on read.
+
+    The sums stay on the device and the sample count (known from shapes) on the host, so `update`
+    never waits for the device.
+    """
 
     def __init__(self, device):
-        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, top1, top5, n
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, top1, top5
+        self.count = 0
         self.extra = {}
 
     def update(self, loss, logits, labels):
+        """Add a batch: loss the batch mean (0-d), logits (B, C), labels (B,)."""
         c1, c5 = correct_topk(logits.detach(), labels)
-        n = labels.numel()
-        self.sums += torch.stack([loss.detach().double() * n, c1.double(), c5.double(),
-                                  torch.tensor(n, dtype=torch.float64, device=self.sums.device)])
+        n = labels.shape[0]
+        self.sums += torch.stack([loss.detach().double() * n, c1.double(), c5.double()])
+        self.count += n
 
     def add(self, logs):
         """Accumulate extra per-batch counts (e.g. {'clean_correct': n}) from an input hook."""
@@ -128,7 +187,7 @@ class Meter:
 
     def result(self, prefix):
         """{prefix_loss, prefix_acc1, prefix_acc5, ...} with accuracies in percent."""
-        sums = self.sums.clone()
+        sums = torch.cat([self.sums, self.sums.new_tensor([self.count])])
         keys = sorted(self.extra)
         extra = torch.stack([self.extra[k].to(sums.device) for k in keys]) if keys else sums[:0]
         both = torch.cat([sums, extra])
@@ -144,15 +203,16 @@ class Meter:
 
 # ----------------------------------------------------------------------------- data loaders
 
-def build_loaders(train_set, val_set, cfg, seed):
+def build_loaders(train_set, val_set, cfg, seed, device):
     """DataLoaders over (uint8 image, label) datasets; train sharded by DistributedSampler.
 
     Train: shuffled per epoch from (seed, epoch), per-process batch cfg['batch_size'] // world size,
     last partial batch dropped. Val: each process takes every world-size-th image, no padding.
+    Batches are pinned in host memory when they go to a GPU (`device`).
     """
     rank, size = world()
     sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    common = dict(num_workers=cfg["num_workers"], pin_memory=torch.cuda.is_available(),
+    common = dict(num_workers=cfg["num_workers"], pin_memory=torch.device(device).type == "cuda",
                   persistent_workers=cfg["num_workers"] > 0)
     train = DataLoader(train_set, batch_size=max(1, cfg["batch_size"] // size), sampler=sampler,
                        drop_last=True, **common)
@@ -190,9 +250,9 @@ def save_checkpoint(path, state):
     atomic_write(path, lambda p: torch.save(state, p))
 
 
-def load_checkpoint(path, device="cpu"):
-    """Read a checkpoint written by `fit` (weights_only: tensors and plain data only)."""
-    return torch.load(path, map_location=device, weights_only=True)
+def load_checkpoint(path):
+    """Read a checkpoint written by `fit` into CPU memory (weights_only: tensors and plain data only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def git_commit():
@@ -222,13 +282,18 @@ def peak_memory_mb(device):
 
 # ----------------------------------------------------------------------------- the loop
 
-def evaluate(model, loader, transform, device, amp_dtype=None, progress=False):
-    """Val loss and Acc@1/Acc@5 (percent) of `model` on `loader` (uint8 batches -> `transform`)."""
+def evaluate(model, loader, transform, device, amp_dtype=None, progress=False, max_batches=None):
+    """Val loss and Acc@1/Acc@5 (percent) of `model` on `loader` (uint8 batches -> `transform`).
+
+    max_batches: evaluate at most that many batches of `loader` (None: all).
+    """
     was_training = model.training
     model.eval()
     meter = Meter(device)
+    batches = itertools.islice(loader, max_batches)
     with torch.no_grad():
-        for images, labels in tqdm(loader, desc="val", leave=False, disable=not progress):
+        for images, labels in tqdm(batches, desc="val", leave=False, disable=not progress,
+                                   total=min(len(loader), max_batches or len(loader))):
             images, labels = transform(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(images)
@@ -237,13 +302,26 @@ def evaluate(model, loader, transform, device, amp_dtype=None, progress=False):
     return meter.result("val")
 
 
+def cpu_has_native_bf16():
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 class Trainer:
     """Trains `model` for cfg['epochs'] epochs, writing the run directory described in the module docstring.
 
     cfg keys used: epochs, batch_size, optimizer, lr, momentum, weight_decay, warmup_epochs, grad_clip,
-    label_smoothing, seed, amp ('auto' | 'bf16' | 'off'), channels_last, log_every, num_workers, val_batch_size.
-    `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training).
+    label_smoothing, seed, amp ('auto' | 'bf16' | 'off'), channels_last, log_every, num_workers, val_batch_size,
+    and optionally train_batches / val_batches (at most that many optimizer steps per epoch / batches per
+    evaluation; None or absent: no cap).
+    amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json): bf16 autocast on a GPU
+    with bf16; on a CPU with bf16 instructions, bf16 when it makes this model's training step at least
+    AMP_MIN_SPEEDUP times faster (`bf16_speedup`, measured on one batch); otherwise off (fp32). bf16 autocast
+    keeps the weights, gradients and optimizer state in fp32.
+    `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training);
+    it runs inside the trainer's autocast, i.e. in the training precision.
     `notes` (plain data, e.g. where pretrained weights came from) are copied into metrics.json.
+    Under DDP each process seeds with cfg['seed'] + rank, so that ranks draw different augmentations.
     """
 
     def __init__(self, model, train_set, val_set, train_transform, val_transform, cfg, run_dir,
@@ -254,62 +332,108 @@ class Trainer:
         self.device = resolve_device(device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.amp_dtype = self._amp_dtype(cfg["amp"])
-        seed_everything(cfg["seed"])
-        self.train_loader, self.val_loader = build_loaders(train_set, val_set, cfg, cfg["seed"])
+        if cfg["amp"] not in AMP_CHOICES:
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', not {cfg['amp']!r}")
+        self.amp = None if cfg["amp"] == "auto" else cfg["amp"]  # resolved by the first fit() or resume()
+        self.amp_speedup = None
+        seed_everything(cfg["seed"] + self.rank)
+        self.train_loader, self.val_loader = build_loaders(train_set, val_set, cfg, cfg["seed"], self.device)
         self.train_transform, self.val_transform = train_transform.to(self.device), val_transform.to(self.device)
         self.memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.net = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
         self.optimizer = build_optimizer(self.model, cfg)
-        steps_per_epoch = len(self.train_loader)
-        total, warmup = cfg["epochs"] * steps_per_epoch, round(cfg["warmup_epochs"] * steps_per_epoch)
+        self.steps_per_epoch = min(len(self.train_loader), cfg.get("train_batches") or len(self.train_loader))
+        total, warmup = cfg["epochs"] * self.steps_per_epoch, round(cfg["warmup_epochs"] * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, total, warmup))
         self.history, self.steps, self.epoch, self.best_acc1, self.train_time = [], [], 0, -1.0, 0.0
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
 
-    def _amp_dtype(self, amp):
-        if amp == "auto":
-            amp = "bf16" if self.device.type == "cuda" else "off"
-        if amp not in ("bf16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', not {amp!r}")
-        return torch.bfloat16 if amp == "bf16" else None
+    @property
+    def amp_dtype(self):
+        return torch.bfloat16 if self.amp == "bf16" else None
 
     def autocast(self):
         """bf16 autocast on the training device when amp is on, else a no-op context."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _resolve_amp(self):
+        """'bf16' or 'off' for amp='auto' (see the class docstring); every process gets rank 0's choice."""
+        if self.device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "off"
+        if not cpu_has_native_bf16():
+            return "off"
+        choice = torch.zeros(1)
+        if self.rank == 0:
+            with torch.random.fork_rng(devices=[]):
+                self.amp_speedup = bf16_speedup(self.model, *self._probe_batch())
+            choice += self.amp_speedup >= AMP_MIN_SPEEDUP
+        if self.world_size > 1:
+            dist.broadcast(choice, src=0)
+        return "bf16" if choice.item() else "off"
+
+    def _probe_batch(self):
+        """The first per-process batch of training images, eval-transformed, and labels (no RNG draw)."""
+        dataset = self.train_loader.dataset
+        images, labels = default_collate([dataset[i] for i in range(self.train_loader.batch_size)])
+        images = self.val_transform(images.to(self.device)).contiguous(memory_format=self.memory_format)
+        return images, labels.to(self.device)
 
     @property
     def writes(self):
         return self.rank == 0
 
     # -- state
-    def state(self):
+    def state(self, rng):
+        """The checkpoint: `rng` holds every process's `rng_state`, indexed by rank."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_acc1": self.best_acc1,
                 "history": self.history, "steps": self.steps, "train_time": self.train_time,
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []}
+                "amp": self.amp, "amp_bf16_speedup": self.amp_speedup, "rng": rng}
+
+    def _gather_rng(self):
+        """Every process's `rng_state` by rank, on rank 0 (None elsewhere); a collective under DDP."""
+        mine = rng_state(self.device)
+        if self.world_size == 1:
+            return [mine]
+        states = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(mine, states, dst=0)
+        return states
 
     def resume(self, path):
-        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run."""
-        state = load_checkpoint(path, self.device)
+        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run.
+
+        Each process restores its own random state. A checkpoint written by a different number of
+        processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
+        and a warning says so.
+        """
+        state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_acc1, self.history = state["epoch"], state["best_acc1"], state["history"]
         self.steps, self.train_time = state["steps"], state["train_time"]
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if self.device.type == "cuda" and len(state["rng_cuda"]):
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        self.amp, self.amp_speedup = state["amp"], state["amp_bf16_speedup"]
+        if len(state["rng"]) == self.world_size:
+            set_rng_state(state["rng"][self.rank], self.device)
+        else:
+            warnings.warn(f"{path} was written by {len(state['rng'])} process(es), this run has {self.world_size}: "
+                          "the random streams restart from new seeds, so the result differs from an uninterrupted run")
+            seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
 
     # -- loop
     def train_epoch(self):
-        """One pass over the training loader; returns the epoch's train metrics."""
+        """One pass over the training loader (at most steps_per_epoch steps); returns the epoch's train metrics.
+
+        No step waits for the device: the loss is read, and checked for inf/NaN (`_check_finite`), only
+        every log_every steps and at the end of the epoch.
+        """
         self.net.train()
         self.train_loader.sampler.set_epoch(self.epoch)
         meter, cfg = Meter(self.device), self.cfg
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False,
+        batches = itertools.islice(self.train_loader, self.steps_per_epoch)
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False, total=self.steps_per_epoch,
                    disable=not (self.progress and self.writes))
         for images, labels in bar:
             images = self.train_transform(images.to(self.device, non_blocking=True))
@@ -322,20 +446,22 @@ class Trainer:
             loss = self.step(images, labels, meter)
             step = self.scheduler.last_epoch
             if step % cfg["log_every"] == 0:
+                self._check_finite()
                 lr, loss = self.optimizer.param_groups[0]["lr"], loss.item()
                 self.steps.append({"step": step, "epoch": self.epoch + 1, "lr": lr, "loss": loss})
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}")
+        self._check_finite()
         return meter.result("train")
 
     def step(self, images, labels, meter):
-        """Forward, backward, clip, optimizer and schedule step for one batch; returns the loss."""
+        """Forward, backward, clip, optimizer and schedule step for one batch; returns the loss (0-d tensor).
+
+        A non-finite loss only sets the device flag `nonfinite` here (no host sync); `_check_finite` reads it.
+        """
         with self.autocast():
             logits = self.net(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg["label_smoothing"])
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the training loss became {loss.item()} in epoch {self.epoch + 1}; the run stopped and its last "
-                f"good checkpoint is kept in {self.run_dir}. Lower the learning rate (--lr) or set --grad-clip.")
+        self.nonfinite |= ~torch.isfinite(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg["grad_clip"]:
@@ -345,12 +471,32 @@ class Trainer:
         meter.update(loss, logits, labels)
         return loss
 
+    def _check_finite(self):
+        """Raise TrainingError on every process when any process met a non-finite loss since the start.
+
+        Runs at the same optimizer steps on every process (log points, end of epoch), so all of them stop
+        together: one host sync and, under DDP, one all-reduce of one flag per process.
+        """
+        flags = torch.zeros(self.world_size, device=self.device)
+        flags[self.rank] = self.nonfinite
+        if self.world_size > 1:
+            dist.all_reduce(flags)
+        ranks = flags.nonzero().flatten().tolist()
+        if ranks:
+            where = f" on rank(s) {', '.join(map(str, ranks))}" if self.world_size > 1 else ""
+            raise TrainingError(
+                f"the training loss became nan or inf{where} in epoch {self.epoch + 1} (by step "
+                f"{self.scheduler.last_epoch}); every process stopped and the last good checkpoint is kept in "
+                f"{self.run_dir}. Lower the learning rate (--lr) or set --grad-clip.")
+
     def fit(self, stop_after=None):
         """Train the remaining epochs (all of them, or up to epoch `stop_after`); returns metrics.
 
         Writes checkpoint.pth every epoch and model_best.pth on a new best val Acc@1; metrics.json
         only once the last epoch is done.
         """
+        if self.amp is None:
+            self.amp = self._resolve_amp()
         writer = self._tensorboard()
         last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
         while self.epoch < last:
@@ -360,16 +506,17 @@ class Trainer:
             seconds = time.perf_counter() - start
             self.train_time += seconds
             row.update(self.validate())
-            row.update(epoch_time_s=seconds, images_per_s=len(self.train_loader) * self.cfg["batch_size"] / seconds)
+            row.update(epoch_time_s=seconds, images_per_s=self.steps_per_epoch * self.cfg["batch_size"] / seconds)
             self.history.append(row)
             self.epoch += 1
-            self._save_epoch(row, writer)
+            self._save_epoch(row, writer, self._gather_rng())
         if writer:
             writer.close()
         return self.finish() if self.epoch == self.cfg["epochs"] else None
 
     def validate(self):
-        return evaluate(self.model, self.val_loader, self.val_transform, self.device, self.amp_dtype)
+        return evaluate(self.model, self.val_loader, self.val_transform, self.device, self.amp_dtype,
+                        max_batches=self.cfg.get("val_batches"))
 
     def _tensorboard(self):
         if not self.writes:
@@ -377,33 +524,34 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
         return SummaryWriter(self.run_dir / "tb")
 
-    def _save_epoch(self, row, writer):
-        if not self.writes:
-            return
+    def _save_epoch(self, row, writer, rng):
         new_best = row["val_acc1"] > self.best_acc1
         self.best_acc1 = max(self.best_acc1, row["val_acc1"])
+        if not self.writes:
+            return
         fields = HISTORY_FIELDS + sorted(set(row) - set(HISTORY_FIELDS))
         write_csv(self.run_dir / "history.csv", self.history, fields)
         write_csv(self.run_dir / "steps.csv", self.steps, ["step", "epoch", "lr", "loss"])
-        save_checkpoint(self.run_dir / "checkpoint.pth", self.state())
+        save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))
         if new_best:
             save_checkpoint(self.run_dir / "model_best.pth", {"model": self.model.state_dict(), "epoch": self.epoch})
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(f"epoch/{key}", value, self.epoch)
-        for entry in self.steps[-len(self.train_loader):]:
+        for entry in self.steps[-self.steps_per_epoch:]:
             writer.add_scalar("step/loss", entry["loss"], entry["step"])
             writer.add_scalar("step/lr", entry["lr"], entry["step"])
         writer.flush()
 
     def finish(self):
-        """metrics.json: the last epoch's metrics, the best val Acc@1, and provenance."""
+        """metrics.json: the last epoch's metrics, the best val Acc@1, and provenance (amp: the resolved choice)."""
         last = self.history[-1]
         images = sum(r["images_per_s"] * r["epoch_time_s"] for r in self.history)
         metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
                    "best_val_acc1": self.best_acc1, **self.notes, "provenance": {
                        "config": self.cfg, "seed": self.cfg["seed"], "device": device_name(self.device),
-                       "processes": self.world_size, "torch": torch.__version__, "python": platform.python_version(),
+                       "processes": self.world_size, "amp": self.amp, "amp_bf16_speedup": self.amp_speedup,
+                       "torch": torch.__version__, "python": platform.python_version(),
                        "git_commit": git_commit(), "train_time_s": self.train_time,
                        "images_per_s": images / self.train_time, "peak_memory_mb": peak_memory_mb(self.device),
                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
@@ -418,6 +566,37 @@ def _synchronize(device):
     """Wait for the device's queued work, so that a wall-clock time covers it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed(step, device):
+    """Wall-clock seconds of step(), the device's queued work included."""
+    _synchronize(device)
+    start = time.perf_counter()
+    step()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@contextlib.contextmanager
+def precision_context(precision, device):
+    """Run a measurement in one stated precision, the same for every op compared.
+
+    'fp32': IEEE fp32 throughout (TF32 off for cuDNN convolutions and CUDA matmuls, which otherwise
+    differ: cuDNN uses TF32 by default, matmuls do not). 'bf16': bf16 autocast on `device` (weights stay
+    fp32; ops autocast keeps in fp32 run in IEEE fp32). The TF32 settings are restored on exit.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            yield
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
 
 
 def _training_step(model, images, labels, optimizer):
@@ -450,8 +629,8 @@ def _step_peak_bytes(step, device):
     return max(itertools.accumulate((nbytes for _, nbytes in events), initial=0))
 
 
-def measure_training_step(model, images, labels, optimizer=None, repeats=5):
-    """Median wall time and peak memory of one training step of `model` on one batch.
+def measure_training_step(model, images, labels, optimizer=None, repeats=5, precision="fp32"):
+    """Median wall time and peak memory of one training step of `model` on one batch, in `precision`.
 
     A step is zero_grad, forward, cross-entropy, backward and optimizer.step(); `optimizer` defaults to
     SGD with lr 0 (the weights stay unchanged). images (B, C, H, W) and labels (B,) must be on the
@@ -459,6 +638,7 @@ def measure_training_step(model, images, labels, optimizer=None, repeats=5):
     `repeats` steps are timed and one more step's memory is recorded: peak_memory_mb is the most
     memory held at once during the step above what was held before it (parameters, optimizer state
     and the batch are held before it; activations, gradients and temporaries count).
+    precision: 'fp32' (IEEE, TF32 off) or 'bf16' (autocast), see `precision_context`.
     Returns {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}; the model's mode is restored.
     """
     if repeats < 1:
@@ -471,24 +651,18 @@ def measure_training_step(model, images, labels, optimizer=None, repeats=5):
     step = functools.partial(_training_step, model, images, labels, optimizer)
     was_training = model.training
     model.train()
-    step()
-    times = []
-    for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
+    with precision_context(precision, device):
         step()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    optimizer.zero_grad(set_to_none=True)
-    peak = _step_peak_bytes(step, device)
+        times = [_timed(step, device) for _ in range(repeats)]
+        optimizer.zero_grad(set_to_none=True)
+        peak = _step_peak_bytes(step, device)
     model.train(was_training)
     seconds = statistics.median(times)
     return {"seconds_per_step": seconds, "images_per_s": images.shape[0] / seconds, "peak_memory_mb": peak / 2**20}
 
 
-
-def compare_training_steps(models, images, labels, optimizers=None, rounds=3, repeats=3):
-    """`measure_training_step` for several models side by side on one batch.
+def compare_training_steps(models, images, labels, optimizers=None, rounds=3, repeats=3, precision="fp32"):
+    """`measure_training_step` for several models side by side on one batch, all in one `precision`.
 
     models: {name: model}; optimizers: {name: optimizer} (missing names get the default). The models
     take turns over `rounds` rounds, so that a machine busy with other work slows each of them alike.
@@ -498,9 +672,29 @@ def compare_training_steps(models, images, labels, optimizers=None, rounds=3, re
     measured = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            measured[name].append(measure_training_step(model, images, labels, optimizers.get(name), repeats))
+            measured[name].append(measure_training_step(model, images, labels, optimizers.get(name), repeats,
+                                                        precision))
     return {name: {key: statistics.median(m[key] for m in results) for key in results[0]}
             for name, results in measured.items()}
+
+
+def bf16_speedup(model, images, labels, repeats=2):
+    """Seconds per training step of `model` in fp32 over seconds under bf16 autocast (> 1: bf16 is faster).
+
+    The steps (SGD, lr 0) run on a copy of the model in training mode, so the model and its BatchNorm
+    statistics are left as they were; dropout draws from the global RNG (fork it to keep it). One
+    warm-up step in each precision, then `repeats` rounds taking turns; the fastest step of each.
+    """
+    probe = copy.deepcopy(model).train()
+    step = functools.partial(_training_step, probe, images, labels, torch.optim.SGD(probe.parameters(), lr=0.0))
+    seconds = {precision: [] for precision in PRECISIONS}
+    for round_ in range(repeats + 1):
+        for precision in PRECISIONS:
+            with precision_context(precision, images.device):
+                took = _timed(step, images.device)
+            if round_:
+                seconds[precision].append(took)
+    return min(seconds["fp32"]) / min(seconds["bf16"])
 
 def forward_flops(model, images):
     """FLOPs (2 per multiply-accumulate) of one forward pass of `model` over the batch `images`.

@@ -145,3 +145,36 @@ def test_scratch_buffers_are_reused_and_released():
     (first.sum() + second.sum()).backward()
     native = torch.autograd.grad(F.conv2d(x, layer.weight, layer.bias, 1, 1).sum(), x)[0]
     torch.testing.assert_close(x.grad, 3 * native, rtol=1e-5, atol=1e-5)
+
+
+AUTOCAST_CASES = {"3x3": dict(kernel_size=3, padding=1), "strided": dict(kernel_size=3, stride=2, padding=1),
+                  "1x1": dict(kernel_size=1)}
+
+
+@pytest.mark.parametrize("case", AUTOCAST_CASES)
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+def test_autocast_runs_in_the_autocast_dtype_like_nn_conv2d(case, input_dtype):
+    torch.manual_seed(0)
+    native = nn.Conv2d(16, 8, **AUTOCAST_CASES[case])
+    custom = CustomConv2d(16, 8, **AUTOCAST_CASES[case])
+    custom.load_state_dict(native.state_dict())
+    x = torch.randn(2, 16, 10, 10, dtype=input_dtype)
+    x_native, x_custom = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_native, out_custom = native(x_native), custom(x_custom)
+    assert out_custom.dtype == out_native.dtype == torch.bfloat16
+    torch.testing.assert_close(out_custom.float(), out_native.float(), rtol=2e-2, atol=2e-2)
+    grad = torch.randn_like(out_native)
+    out_native.backward(grad)
+    out_custom.backward(grad)
+    assert custom.weight.grad.dtype == torch.float32 and x_custom.grad.dtype == input_dtype
+    for ours, theirs in [(x_custom.grad, x_native.grad), (custom.weight.grad, native.weight.grad),
+                         (custom.bias.grad, native.bias.grad)]:
+        torch.testing.assert_close(ours.float(), theirs.float(), rtol=3e-2, atol=3e-2 * theirs.abs().max().item())
+
+
+def test_without_autocast_the_dtype_is_kept():
+    x, weight, bias = random_case((3, 3), (6, 6), dtype=torch.float64)
+    assert conv(x, weight, bias, (1, 1), (1, 1)).dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        assert CustomConv2d(2, 3, 3)(torch.rand(1, 2, 5, 5)).dtype == torch.float32

@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
+from lib import train
 from lib.train import Meter, Trainer, TrainingError, correct_topk, warmup_cosine
 
 CFG = dict(epochs=3, batch_size=16, val_batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
@@ -68,6 +70,13 @@ def test_correct_topk_and_meter():
     assert result == {"train_loss": 2.0, "train_acc1": 50.0, "train_acc5": 50.0, "train_clean_acc1": 100.0}
 
 
+def test_topk_counts_ties_against_the_label_on_fp32():
+    logits = torch.tensor([[1.0, 1.0, 0.0], [2.0, 1.0, 1.0], [float("nan"), 0.0, 0.0]], dtype=torch.bfloat16)
+    labels = torch.tensor([0, 0, 0])
+    c1, c2 = correct_topk(logits, labels, ks=(1, 2))
+    assert (c1.item(), c2.item()) == (1, 2)  # row 0 ties (top-2 only), row 1 wins, a NaN logit never hits
+
+
 def test_fit_writes_run_files_and_learns(tmp_path):
     metrics = trainer(tmp_path).fit()
     history = pd.read_csv(tmp_path / "history.csv")
@@ -115,3 +124,88 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path):
 def test_too_few_images_for_a_batch_is_a_clear_error(tmp_path):
     with pytest.raises(TrainingError, match="no full batch"):
         trainer(tmp_path, batch_size=1000)
+
+
+def test_training_caps_limit_steps_and_validation_batches(tmp_path):
+    run = trainer(tmp_path, epochs=2, train_batches=2, val_batches=1)
+    calls = []
+    run.val_transform.register_forward_hook(lambda module, inputs, out: calls.append(len(out)))
+    metrics = run.fit()
+    assert run.scheduler.last_epoch == 4 and run.steps_per_epoch == 2
+    assert calls == [CFG["val_batch_size"]] * 2  # one val batch per epoch
+    assert metrics["epochs"] == 2
+
+
+class CountSyncs(TorchDispatchMode):
+    """Counts ops that read a device value on the host (.item(), bool(), .tolist()) or build a tensor from host data."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.lift_fresh.default):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("with_hook", [False, True])
+def test_a_training_step_waits_for_nothing(tmp_path, with_hook):
+    def syncs(steps):
+        run = trainer(tmp_path / str(steps), log_every=1000, train_batches=steps)
+        if with_hook:  # an input hook that reports a 0-d count, as adversarial training does
+            run.input_hook = lambda model, images, labels: (images, {"clean_correct": (labels >= 0).sum()})
+        with CountSyncs() as counter:
+            run.train_epoch()
+        return counter.count
+    assert syncs(6) == syncs(2)  # the epoch's fixed reads (end-of-epoch check, meter) only, none per step
+
+
+def test_nan_is_caught_at_the_next_log_point(tmp_path):
+    run = trainer(tmp_path, log_every=3)
+    run.input_hook = lambda model, images, labels: (images * float("nan"), {}) if run.scheduler.last_epoch == 1 \
+        else (images, {})
+    with pytest.raises(TrainingError, match="became nan or inf in epoch 1 \\(by step 3\\)"):
+        run.train_epoch()
+
+
+def test_amp_auto_without_cpu_bf16_is_off_and_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(train, "bf16_speedup", lambda *a: pytest.fail("no measurement without bf16 instructions"))
+    trainer(tmp_path, amp="auto", epochs=1).fit()
+    provenance = json.loads((tmp_path / "metrics.json").read_text())["provenance"]
+    assert provenance["amp"] == "off" and provenance["amp_bf16_speedup"] is None
+
+
+@pytest.mark.parametrize("speedup, choice", [(1.8, "bf16"), (0.73, "off")])
+def test_amp_auto_on_a_bf16_cpu_follows_the_measured_speedup(tmp_path, monkeypatch, speedup, choice):
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(train, "bf16_speedup", lambda model, images, labels: speedup)
+    run = trainer(tmp_path, amp="auto", epochs=2)
+    run.fit(stop_after=1)
+    provenance = trainer(tmp_path, amp="auto", epochs=2)
+    monkeypatch.setattr(train, "bf16_speedup", lambda *a: pytest.fail("a resumed run keeps its choice"))
+    provenance.resume(tmp_path / "checkpoint.pth")
+    metrics = provenance.fit()["provenance"]
+    assert (metrics["amp"], metrics["amp_bf16_speedup"]) == (choice, speedup)
+
+
+def test_bf16_speedup_leaves_model_and_random_state_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(), nn.Linear(144, 6))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    with torch.random.fork_rng(devices=[]):
+        speedup = train.bf16_speedup(model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), repeats=1)
+    assert speedup > 0 and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_bf16_autocast_on_cpu_learns_like_fp32_and_keeps_fp32_weights(tmp_path):
+    run = trainer(tmp_path / "bf16", amp="bf16")
+    assert run.fit()["provenance"]["amp"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+    trainer(tmp_path / "fp32", amp="off").fit()
+    bf16, fp32 = (pd.read_csv(tmp_path / name / "history.csv") for name in ("bf16", "fp32"))
+    assert bf16["train_loss"].iloc[-1] < bf16["train_loss"].iloc[0]
+    for key in ("train_loss", "val_loss"):
+        assert bf16[key].to_numpy() == pytest.approx(fp32[key].to_numpy(), rel=1e-2), key

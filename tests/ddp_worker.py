@@ -1,0 +1,83 @@
+"""Toy DDP training on gloo, started under torchrun by tests/test_distributed.py.
+
+    torchrun --nproc-per-node 2 tests/ddp_worker.py OUT STAGE [STAGE ...]
+
+Stages, run in order in the same processes: `whole` trains 3 epochs into OUT/whole and saves each rank's
+first augmentation draw as OUT/draw<rank>.pt; `part` trains 1 epoch of the same run into OUT/split;
+`resume` continues OUT/split to the end; `nan` makes rank 1's loss NaN at its second step. A
+TrainingError is printed as "rank R: error: ..." and ends the process with status 3.
+"""
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from lib.train import Trainer, TrainingError, init_distributed, world
+
+CFG = dict(epochs=3, batch_size=16, val_batch_size=16, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
+           warmup_epochs=1, grad_clip=1.0, label_smoothing=0.0, seed=0, amp="off", channels_last=False,
+           log_every=2, num_workers=0)
+
+
+class Jitter(nn.Module):
+    """uint8 -> [0, 1] plus Gaussian noise; keeps its first draw."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = None
+
+    def forward(self, x):
+        noise = 0.05 * torch.randn(x.shape)
+        if self.first is None:
+            self.first = noise.clone()
+        return (x.float() / 255 + noise).clamp(0, 1)
+
+
+def toy_data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 6
+    images = (labels[:, None, None, None] * 40 + torch.randint(0, 30, (n, 3, 8, 8), generator=g)).to(torch.uint8)
+    return TensorDataset(images, labels)
+
+
+def trainer(run_dir, input_hook=None):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, 6))
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Trainer(model, toy_data(96, 0), toy_data(48, 1), Jitter(), Jitter(), CFG, run_dir, device="cpu",
+                   input_hook=input_hook, progress=False)
+
+
+def nan_on_rank_1(model, images, labels, calls=[]):
+    calls.append(1)
+    poisoned = world()[0] == 1 and len(calls) == 2
+    return (images * float("nan") if poisoned else images), {}
+
+
+def main(out, stages):
+    init_distributed("cpu")
+    rank = world()[0]
+    for stage in stages:
+        if stage == "whole":
+            run = trainer(out / "whole")
+            run.fit()
+            torch.save(run.train_transform.first, out / f"draw{rank}.pt")
+        elif stage == "part":
+            trainer(out / "split").fit(stop_after=1)
+        elif stage == "resume":
+            run = trainer(out / "split")
+            run.resume(out / "split" / "checkpoint.pth")
+            run.fit()
+        elif stage == "nan":
+            trainer(out / "nan", input_hook=nan_on_rank_1).fit()
+
+
+if __name__ == "__main__":
+    try:
+        main(Path(sys.argv[1]), sys.argv[2:])
+    except TrainingError as error:
+        print(f"rank {world()[0]}: error: {error}", flush=True)
+        sys.exit(3)

@@ -1,0 +1,124 @@
+"""Multi-process training: device and backend choice, and 2-process DDP on gloo under torchrun (CPU)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lib import experiments, train
+from lib.data import PROJECT_ROOT
+from lib.train import TrainingError
+
+WORKER = PROJECT_ROOT / "tests" / "ddp_worker.py"
+
+
+def torchrun(*args, timeout=240):
+    """Run `torchrun --standalone --nproc-per-node 2 ARGS` from the project root; returns the CompletedProcess."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *map(str, args)]
+    return subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- device before the group (fake CUDA)
+
+@pytest.fixture
+def fake_two_gpus(monkeypatch):
+    """Two visible 'GPUs', torchrun's environment for local rank 1, and a record of the calls made."""
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    monkeypatch.setattr(train.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(train.dist, "init_process_group",
+                        lambda backend, device_id=None: calls.append(("init_process_group", backend, device_id)))
+    return calls
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_the_local_gpu_is_set_and_bound_before_joining(fake_two_gpus, device):
+    assert train.init_distributed(device) == torch.device("cuda", 1)
+    gpu = torch.device("cuda", 1)
+    assert fake_two_gpus == [("set_device", gpu), ("init_process_group", "nccl", gpu)]
+
+
+def test_the_device_decides_the_backend(fake_two_gpus):
+    assert train.init_distributed("cpu") == torch.device("cpu")
+    assert fake_two_gpus == [("init_process_group", "gloo", None)]
+
+
+def test_an_explicit_gpu_under_torchrun_is_an_error(fake_two_gpus):
+    with pytest.raises(TrainingError, match="every process on one GPU.*CUDA_VISIBLE_DEVICES"):
+        train.init_distributed("cuda:0")
+    assert fake_two_gpus == []
+
+
+# ----------------------------------------------------------------------------- 2 processes on gloo
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """Two launches (each costs seconds of start-up): a whole 3-epoch 2-process run and the same run stopped
+    after epoch 1; then a new launch that resumes it and goes on to a run whose loss turns NaN on rank 1.
+    Returns (output folder, the second launch's CompletedProcess, its wall time in seconds)."""
+    out = tmp_path_factory.mktemp("ddp")
+    done = torchrun(WORKER, out, "whole", "part")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    start = time.monotonic()
+    done = torchrun(WORKER, out, "resume", "nan", timeout=180)
+    return out, done, time.monotonic() - start
+
+
+def test_ranks_draw_different_augmentations(ddp_runs):
+    first, second = (torch.load(ddp_runs[0] / f"draw{rank}.pt") for rank in (0, 1))
+    assert first.shape == second.shape and not torch.equal(first, second)
+
+
+def test_each_rank_saves_its_own_random_state(ddp_runs):
+    rng = torch.load(ddp_runs[0] / "whole" / "checkpoint.pth", weights_only=True)["rng"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["cpu"], rng[1]["cpu"])
+
+
+def test_resume_after_epoch_1_equals_the_uninterrupted_run(ddp_runs):
+    whole, split = (json.loads((ddp_runs[0] / name / "metrics.json").read_text()) for name in ("whole", "split"))
+    assert whole["provenance"]["processes"] == split["provenance"]["processes"] == 2
+    for key in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "best_val_acc1"):
+        assert split[key] == pytest.approx(whole[key], abs=1e-6), key
+
+
+def test_a_single_process_resumes_a_two_process_checkpoint_with_a_warning(ddp_runs, tmp_path):
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from ddp_worker import trainer
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    run = trainer(tmp_path)
+    with pytest.warns(UserWarning, match="written by 2 process"):
+        run.resume(ddp_runs[0] / "whole" / "checkpoint.pth")
+    run.cfg = {**run.cfg, "epochs": 4}  # one more epoch than the 2-process run trained
+    assert run.fit()["epochs"] == 4
+
+
+def test_a_nan_loss_on_one_rank_stops_both_promptly(ddp_runs):
+    out, done, seconds = ddp_runs
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and seconds < 180  # gloo alone would wait 30 minutes for the lost rank
+    for rank in (0, 1):
+        assert f"rank {rank}: error: the training loss became nan or inf on rank(s) 1 in epoch 1" in output, \
+            output[-3000:]
+    assert not (out / "nan" / "checkpoint.pth").exists()
+
+
+def test_a_torchrun_run_is_reused_by_a_single_process(tmp_path):
+    done = torchrun("-m", "lib", "train", "simplenet", "--profile", "smoke", "--device", "cpu",
+                    "--results-dir", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    path = tmp_path / "runs" / "simplenet" / "smoke"
+    stamp = (path / "metrics.json").stat().st_mtime_ns
+    again = experiments.run("simplenet", "smoke", results_dir=tmp_path, device="cpu", progress=False)
+    assert again.dir == path and again.metrics["provenance"]["processes"] == 2
+    assert (path / "metrics.json").stat().st_mtime_ns == stamp
+    assert [p.name for p in path.parent.iterdir()] == ["smoke"]  # nothing set aside, nothing retrained
