@@ -16,7 +16,7 @@ from lib.train import resolve_device
 
 # Robustness curves and the steps x epsilon grid attack at most this many of the attacked images (evenly
 # spaced): they run many attacks, and their shape is the point; the default attack uses every attacked image.
-CURVE_IMAGES = 300
+CURVE_IMAGES = 200
 
 
 def predictions(run, device="auto", force=False):

@@ -65,7 +65,7 @@ ATTACKS = dict(
     default=dict(num_steps=10, step_size=0.01, epsilon=0.1),
     epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
     grid_steps=(5, 10, 20), grid_scales=(0.25, 0.5, 1, 2),
-    images=dict(smoke=16, sample=100, full=None),
+    images=dict(smoke=16, sample=None, full=None),
 )
 
 # SimpleNet has no BatchNorm: at lr 0.1 it stays near chance for the sample's first epochs, 0.05 learns at once.

@@ -67,12 +67,12 @@ def execute(notebook, output, parameters):
 
 
 def _report_cell(cell):
-    """A copy of a cell for the report: outputs without progress bars (stderr, widgets)."""
+    """A copy of a cell for the report: displayed outputs only, without printed logs or progress bars
+    (streams, widgets); the prose, tables and figures are displayed."""
     cell = copy.deepcopy(cell)
     if cell.cell_type == "code":
-        cell.outputs = [out for out in cell.outputs if not (
-            out.output_type == "stream" and out.name == "stderr"
-            or "application/vnd.jupyter.widget-view+json" in out.get("data", {}))]
+        cell.outputs = [out for out in cell.outputs if out.output_type != "stream"
+                        and "application/vnd.jupyter.widget-view+json" not in out.get("data", {})]
     return cell
 
 
@@ -121,8 +121,9 @@ def combine(executed, title):
     """One notebook holding the cells of every executed notebook, for a single report.
 
     Notebooks whose metadata says {"report": {"placement": "front"}} (the findings, executed last because
-    they read every other notebook's results) come first; heading cells tagged 'unnumbered' become unnumbered
-    sections; the HTML gets a table of contents (the PDF's comes from LaTeX).
+    they read every other notebook's results) come first, and cells tagged 'appendix' last; heading cells
+    tagged 'unnumbered' become unnumbered sections; the HTML gets a table of contents (the PDF's comes from
+    LaTeX).
     """
     nbs = [nbformat.read(path, as_version=4) for path in executed]
     front = [i for i, nb in enumerate(nbs) if nb.metadata.get("report", {}).get("placement") == "front"]
@@ -130,26 +131,27 @@ def combine(executed, title):
     combined = nbformat.v4.new_notebook(metadata=copy.deepcopy(nbs[0].metadata))
     combined.metadata["title"] = title
     combined.metadata.pop("report", None)
+    body, appendix = [], []
     for index in order:
         for cell in nbs[index].cells:
-            if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+            tags = set(cell.metadata.get("tags", []))
+            if {"parameters", "injected-parameters"} & tags:
                 continue
             heading = _heading(cell)
-            cells = (_unnumbered(cell, *heading) if heading and "unnumbered" in cell.metadata.get("tags", [])
-                     else [_report_cell(cell)])
+            cells = _unnumbered(cell, *heading) if heading and "unnumbered" in tags else [_report_cell(cell)]
             for number, new in enumerate(cells):
                 new.id = f"nb{index}-{cell.id}" + (f"-{number}" if number else "")
-                combined.cells.append(new)
-    contents = _html_contents(combined.cells)
+                (appendix if "appendix" in tags else body).append(new)
+    contents = _html_contents(body + appendix)
     contents.id = "contents"
-    combined.cells.insert(0, contents)
+    combined.cells = [contents] + body + appendix
     return combined
 
 
 def export(notebook, stem, formats):
     """Write stem.pdf / stem.html from a notebook with code cells hidden; returns the written paths.
 
-    The PDF uses lib/templates/report.tex.j2 (nbconvert's article with a table of contents and table captions).
+    The PDF uses lib/templates/miniplaces.tex.j2 (nbconvert's article with a table of contents and table captions).
     """
     from nbconvert import HTMLExporter, PDFExporter
     exporters = {"pdf": PDFExporter, "html": HTMLExporter}
@@ -157,7 +159,8 @@ def export(notebook, stem, formats):
     for fmt in formats:
         options = dict(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
         if fmt == "pdf":
-            options.update(extra_template_basedirs=[str(TEMPLATES)], template_file="report.tex.j2")
+            options.update(extra_template_paths=[str(TEMPLATES)], template_file="miniplaces.tex.j2",
+                           raw_mimetypes=["text/latex", ""])  # the PDF exporter would keep only raw PDF
         exporter = exporters[fmt](**options)
         try:
             body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})

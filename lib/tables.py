@@ -51,25 +51,29 @@ class Table:
     """
 
     def __init__(self, rows, caption, number, digits=2, transpose=False):
-        frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        if frame.empty:
+        records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else [dict(row) for row in rows]
+        columns = list(dict.fromkeys(key for row in records for key in row))
+        if not columns:
             raise ValueError("a table needs at least one row and one column")
         self.caption, self.number = caption, str(number)
         per_column = digits if isinstance(digits, dict) else {}
         default = 2 if isinstance(digits, dict) else digits
-        cells = [[format_cell(value, per_column.get(column, default)) for value in frame[column].tolist()]
-                 for column in frame.columns]
-        header = [str(column) for column in frame.columns]
+        values = {column: [row.get(column) for row in records] for column in columns}
+        cells = [[format_cell(value, per_column.get(column, default)) for value in values[column]] for column in columns]
+        numeric = [all(isinstance(v, numbers.Real) or v is None for v in values[column]) for column in columns]
+        header = [str(column) for column in columns]
         if transpose:
             self.header = [header[0]] + cells[0]
-            self.body = [[name] + values for name, values in zip(header[1:], cells[1:])]
+            self.body = [[name] + row for name, row in zip(header[1:], cells[1:])]
+            self.align = "l" + "r" * len(records)
         else:
             self.header = header
             self.body = [list(row) for row in zip(*cells)]
+            self.align = "l" + "".join("r" if is_number else "l" for is_number in numeric[1:])
 
     # -- renderings
     def _repr_latex_(self):
-        align = "l" + "r" * (len(self.header) - 1)
+        align = self.align
         lines = [r"\begin{table}[H]", r"\centering", r"\small", rf"\renewcommand{{\thetable}}{{{self.number}}}",
                  rf"\caption{{{latex_escape(self.caption)}}}", r"\begin{adjustbox}{max width=\linewidth}",
                  rf"\begin{{tabular}}{{{align}}}", r"\toprule",
@@ -80,8 +84,8 @@ class Table:
 
     def _repr_html_(self):
         head = "".join(f"<th>{_html_header(cell)}</th>" for cell in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-                       for row in self.body)
+        body = "".join("<tr>" + "".join(f'<td style="text-align: {_HTML_ALIGN[a]}">{html.escape(cell)}</td>'
+                                        for cell, a in zip(row, self.align)) + "</tr>" for row in self.body)
         return (f'<table class="report-table" style="{_HTML_STYLE}"><caption style="caption-side: top; '
                 f'text-align: left"><b>Table {html.escape(self.number)}</b>: {html.escape(self.caption)}</caption>'
                 f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
@@ -94,6 +98,7 @@ class Table:
         return "\n".join(lines)
 
 
+_HTML_ALIGN = {"l": "left", "r": "right"}
 _HTML_STYLE = "border-collapse: collapse; border-top: 2px solid black; border-bottom: 2px solid black; margin: 1em 0"
 
 

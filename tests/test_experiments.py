@@ -158,7 +158,7 @@ def test_attack_settings_are_pixel_units_with_overrides_in_255ths():
     harness = experiments.attack_settings("sample")
     assert harness["default"]["epsilon"] == pytest.approx(0.1 * attacks.PIXEL_PER_NORMALIZED)
     assert harness["default"]["step_size"] == pytest.approx(harness["default"]["epsilon"] / 10)
-    assert harness["images"] == 100 and experiments.attack_settings("full")["images"] is None
+    assert harness["images"] is None and experiments.attack_settings("smoke")["images"] == 16
     changed = experiments.attack_settings("sample", epsilon=8, steps=20, images=50)
     assert changed["default"] == {"num_steps": 20, "epsilon": pytest.approx(8 / 255),
                                   "step_size": pytest.approx(8 / 255 / 20)}
