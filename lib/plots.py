@@ -77,6 +77,7 @@ def curves(runs, name):
     ax_acc.set(title="top-1 accuracy (%)", xlabel="epoch")
     ax_acc.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax_legend.legend(*ax_acc.get_legend_handles_labels(), loc="center", frameon=False)
+    ax_legend.axis("off")
     return _finish(fig, name)
 
 

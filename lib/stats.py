@@ -111,9 +111,8 @@ def comparison_row(pair, name_a, name_b, label=None, digits=1):
     `label`, by default "A vs B"."""
     d, lo, hi = (100 * pair[key] for key in ("difference", "low", "high"))
     return {"comparison": label or f"{name_a} vs {name_b}",
-            "A top-1 (%)": f"{100 * pair['acc_a']:.{digits}f}", "B top-1 (%)": f"{100 * pair['acc_b']:.{digits}f}",
-            "A - B (points) [95% CI]": f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
-            "only A / only B right": f"{pair['b']} / {pair['c']}", "n": pair["n"], "McNemar p": format_p(pair["p"]),
+            "A - B (points)\n[95% CI]": f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
+            "only A / only B\nright": f"{pair['b']} / {pair['c']}", "n": pair["n"], "McNemar\np": format_p(pair["p"]),
             "difference?": "yes" if significant(pair) else "cannot tell"}
 
 

@@ -10,6 +10,7 @@ per former column), which is how wide comparisons are laid out by design.
 import html
 import math
 import numbers
+import re
 
 import pandas as pd
 
@@ -60,7 +61,7 @@ class Table:
         default = 2 if isinstance(digits, dict) else digits
         values = {column: [row.get(column) for row in records] for column in columns}
         cells = [[format_cell(value, per_column.get(column, default)) for value in values[column]] for column in columns]
-        numeric = [all(isinstance(v, numbers.Real) or v is None for v in values[column]) for column in columns]
+        numeric = [all(_numeric(v) for v in values[column]) for column in columns]
         header = [str(column) for column in columns]
         if transpose:
             self.header = [header[0]] + cells[0]
@@ -100,6 +101,14 @@ class Table:
 
 _HTML_ALIGN = {"l": "left", "r": "right"}
 _HTML_STYLE = "border-collapse: collapse; border-top: 2px solid black; border-bottom: 2px solid black; margin: 1em 0"
+
+
+def _numeric(value):
+    """Whether a cell reads as a number (right-aligned): a number, a missing value, or text such as
+    '7.0 [3.4, 13.7]', '+1.2 [...]', '< 0.001' or '5 / 1' that starts with one."""
+    if value is None or isinstance(value, numbers.Real):
+        return True
+    return isinstance(value, str) and re.match(r"^(<\s*)?[+\-−]?\d", value) is not None
 
 
 def _latex_header(cell):
