@@ -51,6 +51,8 @@ PROFILES = {
 # A dry run executes the whole study with a profile's data, sizes and models but caps the work: at most `epochs`
 # epochs of at most `train_batches` optimizer steps, evaluations over `val_batches` batches, and attacks on
 # `attack_images` images. Its runs live in <profile>-dryrun directories, never re-used as real results.
+# Pretrained weights are used when available, else the run starts from scratch and says so (pretrained_source),
+# so that a dry run also runs offline.
 DRY_RUN = dict(epochs=2, train_batches=2, val_batches=2, attack_images=8)
 
 # PGD used to craft training samples for AdvSimpleNet (pixel units).
@@ -140,6 +142,7 @@ def config(name, profile="sample", data_dir=None, dry_run=False, **overrides):
     if source and config(source[0], profile, **source[1])["init_from"] is not None:
         raise ConfigError(f"{name}: init_from {source[0]!r} must be a run that does not itself use init_from")
     if dry_run:
+        model_kwargs.update({"pretrained": "auto"} if model_kwargs.get("pretrained") is True else {})
         epochs = min(cfg["epochs"], DRY_RUN["epochs"])
         cfg.update(warmup_epochs=cfg["warmup_epochs"] * epochs / cfg["epochs"], epochs=epochs,
                    **{key: min(cfg[key] or DRY_RUN[key], DRY_RUN[key]) for key in ("train_batches", "val_batches")})
@@ -166,8 +169,16 @@ def _init_source(init_from, experiment):
 
 def check_data(cfg):
     """Check what needs the data set: its train list exists and holds at least one batch."""
-    available = len(data.read_list(cfg["data_dir"], "train"))
+    train_list = Path(cfg["data_dir"]) / "train.txt"
+    stat = train_list.stat() if train_list.is_file() else None
+    available = _list_length(cfg["data_dir"], stat and (stat.st_size, stat.st_mtime_ns))
     check_training(cfg, cfg["experiment"], min(available, cfg["train_images"] or available))
+
+
+@functools.lru_cache(maxsize=4)
+def _list_length(root, version):
+    """Entries in ROOT/train.txt (read once per file version: size and modification time)."""
+    return len(data.read_list(root, "train"))
 
 
 def run_dir(name, profile="sample", overrides=None, results_dir=None, dry_run=False):
