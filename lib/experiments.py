@@ -340,11 +340,12 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
                      results_dir=results_dir, dry_run=dry_run, **source_overrides)
         model.load_state_dict(source.load_model().state_dict())
         notes["initialised_from"] = str(source.dir)
+    _announce("train", name, path, cfg)
     trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
                       input_hook=input_hook(cfg), progress=progress, notes=notes)
     if (path / "checkpoint.pth").exists():
         trainer.resume(path / "checkpoint.pth")
-    _announce("train", name, path, cfg)
+    _announce("fit", name, path, cfg)
     trainer.fit(stop_after)
     if dist.is_initialized():
         dist.barrier()
@@ -357,7 +358,11 @@ PROGRESS_ENV = "MINIPLACES_PROGRESS"
 
 
 def _announce(event, name, path, cfg):
-    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set."""
+    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set.
+
+    Events: 'cached' (a finished run re-used), 'train' (data and model being prepared), 'fit' (the first
+    epoch starts), 'finished'.
+    """
     progress_file = os.environ.get(PROGRESS_ENV)
     if progress_file and world()[0] == 0:
         with open(progress_file, "a") as out:

@@ -38,7 +38,7 @@ def _history(run_dir):
 class Monitor:
     """While active (a `with` block), prints what the runs of notebook kernels started inside it announce.
 
-    events: every announcement read so far ({'event': 'cached' | 'train' | 'finished', 'experiment',
+    events: every announcement read so far ({'event': 'cached' | 'train' | 'fit' | 'finished', 'experiment',
     'dir', 'epochs'}), for the per-notebook counts of the time table.
     """
 
@@ -94,13 +94,15 @@ class Monitor:
         elif event["event"] == "train":
             done = len(_history(run_dir))
             self.training[run_dir] = dict(name=name, epochs=event["epochs"], first=done, shown=done,
-                                          start=time.monotonic())
+                                          began=time.monotonic(), start=time.monotonic())
             resumed = f", resuming after epoch {done}" if done else ""
-            self.say(f"  {name}: training {event['epochs']} epochs in {run_dir}{resumed}")
+            self.say(f"  {name}: training {event['epochs']} epochs in {run_dir}{resumed} (loading data...)")
+        elif event["event"] == "fit" and run_dir in self.training:
+            self.training[run_dir]["start"] = time.monotonic()  # the ETA counts training time only
         elif event["event"] == "finished" and run_dir in self.training:
             self._epochs(run_dir)
             run = self.training.pop(run_dir)
-            self.say(f"  {name}: finished in {duration(time.monotonic() - run['start'])}")
+            self.say(f"  {name}: finished in {duration(time.monotonic() - run['began'])}")
 
     def _epochs(self, run_dir):
         run, rows = self.training[run_dir], _history(run_dir)
