@@ -13,7 +13,21 @@ import threading
 import time
 from pathlib import Path
 
-from lib.experiments import PROGRESS_ENV
+# The report sets this to the file in which `experiments.run` announces each run (rank 0 of torchrun only).
+PROGRESS_ENV = "MINIPLACES_PROGRESS"
+
+
+def announce(event, name, path, cfg):
+    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set.
+
+    Events: 'cached' (a finished run re-used), 'train' (data and model being prepared), 'fit' (the first
+    epoch starts), 'finished'.
+    """
+    progress_file = os.environ.get(PROGRESS_ENV)
+    if progress_file and int(os.environ.get("RANK", 0)) == 0:
+        with open(progress_file, "a") as out:
+            out.write(json.dumps({"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"]})
+                      + "\n")
 
 
 def duration(seconds):

@@ -128,20 +128,20 @@ def test_monitor_prints_runs_and_epochs_with_eta(tmp_path):
     run_dir, lines = tmp_path / "run", io.StringIO()
     run_dir.mkdir()
     with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
-        announce = lambda event: experiments._announce(event, "simplenet", run_dir, {"epochs": 4})
+        announce = lambda event: progress.announce(event, "simplenet", run_dir, {"epochs": 4})
         announce("train")
         announce("fit")
         monitor.poll()
         (run_dir / "history.csv").write_text("epoch,val_acc1\n1,3.5\n2,4.25\n")
         monitor.poll()
         announce("finished")
-        experiments._announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
+        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
     printed = lines.getvalue()
     assert f"simplenet: training 4 epochs in {run_dir}" in printed
     assert "simplenet: epoch 2/4  val top-1 4.25%" in printed and "ETA" in printed
     assert "simplenet: finished in" in printed and f"vit: re-using the finished run in {tmp_path / 'vit'}" in printed
     assert [e["event"] for e in monitor.events] == ["train", "fit", "finished", "cached"]
-    assert experiments.PROGRESS_ENV not in os.environ
+    assert progress.PROGRESS_ENV not in os.environ
     table = progress.time_table({"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0)})
     assert table.splitlines()[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "4", "0"]
     assert table.splitlines()[-1].split() == ["total", "6", "min", "31", "s"]
