@@ -26,6 +26,7 @@ from torch import nn
 
 from lib import data
 from lib.attacks import PIXEL_PER_NORMALIZED
+from lib.progress import announce
 from lib.settings import ConfigError, check_attack, check_training
 from lib.train import Trainer, load_checkpoint, seed_everything, world
 
@@ -51,6 +52,8 @@ PROFILES = {
 # A dry run executes the whole study with a profile's data, sizes and models but caps the work: at most `epochs`
 # epochs of at most `train_batches` optimizer steps, evaluations over `val_batches` batches, and attacks on
 # `attack_images` images. Its runs live in <profile>-dryrun directories, never re-used as real results.
+# Pretrained weights are used when available, else the run starts from scratch and says so (pretrained_source),
+# so that a dry run also runs offline.
 DRY_RUN = dict(epochs=2, train_batches=2, val_batches=2, attack_images=8)
 
 # PGD used to craft training samples for AdvSimpleNet (pixel units).
@@ -140,12 +143,19 @@ def config(name, profile="sample", data_dir=None, dry_run=False, **overrides):
     if source and config(source[0], profile, **source[1])["init_from"] is not None:
         raise ConfigError(f"{name}: init_from {source[0]!r} must be a run that does not itself use init_from")
     if dry_run:
-        epochs = min(cfg["epochs"], DRY_RUN["epochs"])
-        cfg.update(warmup_epochs=cfg["warmup_epochs"] * epochs / cfg["epochs"], epochs=epochs,
-                   **{key: min(cfg[key] or DRY_RUN[key], DRY_RUN[key]) for key in ("train_batches", "val_batches")})
+        _cap_for_dry_run(cfg, model_kwargs)
     root = Path(data_dir) if data_dir else data.SAMPLE_ROOT
     return {"experiment": name, "profile": profile, "dry_run": bool(dry_run), "title": exp["title"],
             "model": exp["model"], "model_kwargs": model_kwargs, "data_dir": str(root.resolve()), **cfg}
+
+
+def _cap_for_dry_run(cfg, model_kwargs):
+    """Apply DRY_RUN to a configuration in place: fewer epochs (the warmup shrinks with them), capped batches."""
+    epochs = min(cfg["epochs"], DRY_RUN["epochs"])
+    cfg.update(warmup_epochs=cfg["warmup_epochs"] * epochs / cfg["epochs"], epochs=epochs,
+               **{key: min(cfg[key] or DRY_RUN[key], DRY_RUN[key]) for key in ("train_batches", "val_batches")})
+    if model_kwargs.get("pretrained") is True:
+        model_kwargs["pretrained"] = "auto"
 
 
 def _init_source(init_from, experiment):
@@ -166,8 +176,16 @@ def _init_source(init_from, experiment):
 
 def check_data(cfg):
     """Check what needs the data set: its train list exists and holds at least one batch."""
-    available = len(data.read_list(cfg["data_dir"], "train"))
+    train_list = Path(cfg["data_dir"]) / "train.txt"
+    stat = train_list.stat() if train_list.is_file() else None
+    available = _list_length(cfg["data_dir"], stat and (stat.st_size, stat.st_mtime_ns))
     check_training(cfg, cfg["experiment"], min(available, cfg["train_images"] or available))
+
+
+@functools.lru_cache(maxsize=4)
+def _list_length(root, version):
+    """Entries in ROOT/train.txt (read once per file version: size and modification time)."""
+    return len(data.read_list(root, "train"))
 
 
 def run_dir(name, profile="sample", overrides=None, results_dir=None, dry_run=False):
@@ -318,7 +336,7 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
     if dist.is_initialized():
         dist.barrier()
     if (path / "metrics.json").exists():
-        _announce("cached", name, path, cfg)
+        announce("cached", name, path, cfg)
         return Run(path)
     seed_everything(cfg["seed"])
     model = build_model(cfg)
@@ -329,29 +347,17 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
                      results_dir=results_dir, dry_run=dry_run, **source_overrides)
         model.load_state_dict(source.load_model().state_dict())
         notes["initialised_from"] = str(source.dir)
+    announce("train", name, path, cfg)
     trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
                       input_hook=input_hook(cfg), progress=progress, notes=notes)
     if (path / "checkpoint.pth").exists():
         trainer.resume(path / "checkpoint.pth")
-    _announce("train", name, path, cfg)
+    announce("fit", name, path, cfg)
     trainer.fit(stop_after)
     if dist.is_initialized():
         dist.barrier()
-    _announce("finished", name, path, cfg)
+    announce("finished", name, path, cfg)
     return Run(path)
-
-
-# The report (lib.report) sets this to a file in which runs announce themselves, for its terminal progress.
-PROGRESS_ENV = "MINIPLACES_PROGRESS"
-
-
-def _announce(event, name, path, cfg):
-    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set."""
-    progress_file = os.environ.get(PROGRESS_ENV)
-    if progress_file and world()[0] == 0:
-        with open(progress_file, "a") as out:
-            out.write(json.dumps({"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"]})
-                      + "\n")
 
 
 def _prepare(path, cfg, force):

@@ -13,7 +13,21 @@ import threading
 import time
 from pathlib import Path
 
-from lib.experiments import PROGRESS_ENV
+# The report sets this to the file in which `experiments.run` announces each run (rank 0 of torchrun only).
+PROGRESS_ENV = "MINIPLACES_PROGRESS"
+
+
+def announce(event, name, path, cfg):
+    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set.
+
+    Events: 'cached' (a finished run re-used), 'train' (data and model being prepared), 'fit' (the first
+    epoch starts), 'finished'.
+    """
+    progress_file = os.environ.get(PROGRESS_ENV)
+    if progress_file and int(os.environ.get("RANK", 0)) == 0:
+        with open(progress_file, "a") as out:
+            out.write(json.dumps({"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"]})
+                      + "\n")
 
 
 def duration(seconds):
@@ -38,7 +52,7 @@ def _history(run_dir):
 class Monitor:
     """While active (a `with` block), prints what the runs of notebook kernels started inside it announce.
 
-    events: every announcement read so far ({'event': 'cached' | 'train' | 'finished', 'experiment',
+    events: every announcement read so far ({'event': 'cached' | 'train' | 'fit' | 'finished', 'experiment',
     'dir', 'epochs'}), for the per-notebook counts of the time table.
     """
 
@@ -94,13 +108,15 @@ class Monitor:
         elif event["event"] == "train":
             done = len(_history(run_dir))
             self.training[run_dir] = dict(name=name, epochs=event["epochs"], first=done, shown=done,
-                                          start=time.monotonic())
+                                          began=time.monotonic(), start=time.monotonic())
             resumed = f", resuming after epoch {done}" if done else ""
-            self.say(f"  {name}: training {event['epochs']} epochs in {run_dir}{resumed}")
+            self.say(f"  {name}: training {event['epochs']} epochs in {run_dir}{resumed} (loading data...)")
+        elif event["event"] == "fit" and run_dir in self.training:
+            self.training[run_dir]["start"] = time.monotonic()  # the ETA counts training time only
         elif event["event"] == "finished" and run_dir in self.training:
             self._epochs(run_dir)
             run = self.training.pop(run_dir)
-            self.say(f"  {name}: finished in {duration(time.monotonic() - run['start'])}")
+            self.say(f"  {name}: finished in {duration(time.monotonic() - run['began'])}")
 
     def _epochs(self, run_dir):
         run, rows = self.training[run_dir], _history(run_dir)

@@ -204,3 +204,5 @@ def test_dry_run_is_capped_lives_apart_and_is_marked(tmp_path):
     uncapped = 96 // 16  # smoke: 96 training images in batches of 16; log_every 1 logs every step
     assert dry.steps["step"].max() == caps["epochs"] * caps["train_batches"] < caps["epochs"] * uncapped
     assert experiments.config("simplenet", "smoke")["dry_run"] is False
+    # offline, a dry run's ResNet-18 starts from scratch instead of stopping (the run says which happened)
+    assert experiments.config("resnet18", "full", dry_run=True)["model_kwargs"]["pretrained"] == "auto"
