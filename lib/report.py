@@ -24,6 +24,7 @@ from lib.study import Study
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 TEMPLATES = Path(__file__).parent / "templates"
+HTML_ONLY = "html-only"  # cells the PDF export drops (its headings and contents come from LaTeX)
 HEADING = re.compile(r"\A(#{1,6})\s+(.+)")
 PDF_TOOLS = ("xelatex", "pandoc")
 PDF_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
@@ -85,36 +86,33 @@ def _heading(cell):
 
 
 def _unnumbered(cell, level, text):
-    """A heading cell tagged 'unnumbered' as two raw cells: an unnumbered LaTeX section listed in the table of
-    contents, and the same HTML heading; the rest of the cell's Markdown stays a Markdown cell."""
+    """A heading cell tagged 'unnumbered' as an unnumbered LaTeX section listed in the table of contents (a raw
+    cell, which only the PDF keeps) and the same Markdown heading tagged 'html-only' (which the PDF drops); the
+    rest of the cell's Markdown stays a Markdown cell for both."""
     command = ("section", "subsection", "subsubsection")[min(level, 3) - 1]
-    anchor = text.replace(" ", "-")
     latex = nbformat.v4.new_raw_cell(rf"\{command}*{{{text}}}\addcontentsline{{toc}}{{{command}}}{{{text}}}",
                                      metadata={"raw_mimetype": "text/latex"})
-    html = nbformat.v4.new_raw_cell(f'<h{level} id="{anchor}">{text}</h{level}>', metadata={"raw_mimetype": "text/html"})
+    heading = nbformat.v4.new_markdown_cell(f"{'#' * level} {text}", metadata={"tags": [HTML_ONLY]})
     rest = cell.source.split("\n", 1)[1].strip() if "\n" in cell.source else ""
-    return [latex, html] + ([nbformat.v4.new_markdown_cell(rest)] if rest else [])
+    return [latex, heading] + ([nbformat.v4.new_markdown_cell(rest)] if rest else [])
 
 
 def _html_contents(cells):
-    """A raw HTML table of contents of the combined cells' headings (levels 1-2), numbered as the PDF numbers them."""
-    numbers, items = [0, 0], []
+    """A table of contents for the HTML (a Markdown cell tagged 'html-only'; the PDF's comes from LaTeX): the
+    headings of levels 1-2, numbered as the PDF numbers them, linked to nbconvert's heading anchors."""
+    numbers, lines = [0, 0], []
     for cell in cells:
-        if cell.cell_type == "raw" and cell.metadata.get("raw_mimetype") == "text/html":
-            match = re.match(r'<h([12]) id="([^"]+)">(.*)</h', cell.source)
-            if match:
-                items.append((int(match.group(1)), "", match.group(2), match.group(3)))
-            continue
         heading = _heading(cell)
-        if heading and heading[0] <= 2:
-            level, text = heading
+        if not heading or heading[0] > 2:
+            continue
+        level, text = heading
+        unnumbered = HTML_ONLY in cell.metadata.get("tags", [])
+        if not unnumbered:
             numbers[level - 1] += 1
             numbers[level:] = [0] * (2 - level)
-            label = ".".join(str(n) for n in numbers[:level])
-            items.append((level, label, text.replace(" ", "-"), text))
-    entries = "".join(f'<li style="margin-left: {2 * (level - 1)}em; list-style: none">{label} '
-                      f'<a href="#{anchor}">{text}</a></li>' for level, label, anchor, text in items)
-    return nbformat.v4.new_raw_cell(f"<h2>Contents</h2><ul>{entries}</ul>", metadata={"raw_mimetype": "text/html"})
+        label = "" if unnumbered else ".".join(str(n) for n in numbers[:level]) + " "
+        lines.append(f"{'    ' * (level - 1)}- {label}[{text}](#{text.replace(' ', '-')})")
+    return nbformat.v4.new_markdown_cell("**Contents**\n\n" + "\n".join(lines), metadata={"tags": [HTML_ONLY]})
 
 
 def combine(executed, title):
@@ -154,6 +152,7 @@ def export(notebook, stem, formats):
     The PDF uses lib/templates/miniplaces.tex.j2 (nbconvert's article with a table of contents and table captions).
     """
     from nbconvert import HTMLExporter, PDFExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
     exporters = {"pdf": PDFExporter, "html": HTMLExporter}
     written = []
     for fmt in formats:
@@ -162,6 +161,8 @@ def export(notebook, stem, formats):
             options.update(extra_template_paths=[str(TEMPLATES)], template_file="miniplaces.tex.j2",
                            raw_mimetypes=["text/latex", ""])  # the PDF exporter would keep only raw PDF
         exporter = exporters[fmt](**options)
+        if fmt == "pdf":
+            exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=[HTML_ONLY], enabled=True), True)
         try:
             body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
         except Exception as error:  # nbconvert raises LatexFailed, OSError and others: name the format

@@ -37,13 +37,13 @@ def test_combine_places_findings_first_appendix_last_and_drops_logs(tmp_path):
         tagged(nbformat.v4.new_markdown_cell("# Appendix: provenance"), "unnumbered", "appendix")], front=True)
     combined = report.combine([part, findings], "Title")
     sources = [cell.source for cell in combined.cells]
-    assert combined.cells[0].id == "contents" and '<a href="#Findings">Findings</a>' in sources[0]
-    assert "1 <a href=\"#Part-one\">Part one</a>" in sources[0]
+    assert combined.cells[0].id == "contents" and "- [Findings](#Findings)" in sources[0]
+    assert "- 1 [Part one](#Part-one)" in sources[0]
     assert sources[1].startswith(r"\section*{Findings}\addcontentsline{toc}{section}{Findings}")
     assert combined.cells[1].metadata["raw_mimetype"] == "text/latex"
-    assert sources[2] == '<h1 id="Findings">Findings</h1>' and sources[3] == "summary"
-    assert sources[4].startswith("# Part one")
-    assert sources[-2].startswith(r"\section*{Appendix: provenance}")
+    assert sources[2] == "# Findings" and combined.cells[2].metadata["tags"] == [report.HTML_ONLY]
+    assert sources[3] == "summary" and sources[4].startswith("# Part one")
+    assert sources[-2].startswith(r"\section*{Appendix: provenance}") and sources[-1] == "# Appendix: provenance"
     assert not any("profile = 'x'" in source for source in sources)
     assert [out.output_type for out in combined.cells[5].outputs] == ["display_data"]
 
