@@ -12,9 +12,12 @@ from lib import experiments, train, vit
 from lib.cache import cached
 
 
-def _device(device):
+def _key(device, partner):
+    """(device, cache settings): the device type, and the identity of the other run of the comparison (the
+    cache is kept beside one run; its key must change when the other one is retrained or reconfigured too)."""
     dev = train.resolve_device(device)
-    return dev, {"device": dev.type}
+    return dev, {"device": dev.type, "partner": {"config": partner.config,
+                                                 "finished_at": partner.metrics["provenance"]["finished_at"]}}
 
 
 def _parameters(model):
@@ -28,7 +31,7 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
     Returns {'native': ..., 'custom': ...} each {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}, plus
     'batch', 'image_size' and 'device_name'. Cached beside the custom run.
     """
-    dev, key = _device(device)
+    dev, key = _key(device, native_run)
     cfg = native_run.config
 
     def compute():
@@ -51,7 +54,7 @@ def vit_costs(window_run, global_run, device="auto", force=False):
     batch size. Returns {'window': ..., 'global': ..., 'batch', 'image_size', 'device_name'}. Cached beside the
     windowed run.
     """
-    dev, key = _device(device)
+    dev, key = _key(device, global_run)
     cfg = window_run.config
 
     def compute():
@@ -73,7 +76,7 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
     a batch of `batch`, one round. Returns {'rows': [{'model', 'tokens', 'seconds_per_step', 'images_per_s',
     'peak_memory_mb', 'attention_flops'}], 'device_name'}. Cached beside the windowed run.
     """
-    dev, key = _device(device)
+    dev, key = _key(device, global_run)
     key.update(scales=list(scales), batch=batch)
 
     def compute():
@@ -98,7 +101,7 @@ def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
     by side on one random batch of the ViT's training size, each with its own optimizer. Returns {'cnn': ...,
     'vit': ..., 'batch', 'device_name'}. Cached beside the ViT run.
     """
-    dev, key = _device(device)
+    dev, key = _key(device, cnn_run)
     cfg = vit_run.config
 
     def compute():
