@@ -12,7 +12,7 @@ LAB_ARGS ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test report lab venv pdf-tools benchmarks clean-results
+.PHONY: test report venv pdf-tools benchmarks clean-results
 
 test: $(STAMP) pdf-tools
 	$(PY) -m pytest
@@ -23,6 +23,7 @@ report: $(STAMP) pdf-tools
 	  $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) $(foreach item,$(SET),--set $(item)) \
 	  $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
+.PHONY: lab
 # Jupyter Lab on the project's environment; its "Python 3" kernel is this .venv (installed by $(STAMP)).
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) $(if $(SUDO),,--allow-root) $(LAB_ARGS) notebooks/

@@ -54,7 +54,7 @@ PROFILES = {
 # `attack_images` images. Its runs live in <profile>-dryrun directories, never re-used as real results.
 # Pretrained weights are used when available, else the run starts from scratch and says so (pretrained_source),
 # so that a dry run also runs offline.
-DRY_RUN = dict(epochs=2, train_batches=2, val_batches=2, attack_images=8)
+DRY_RUN = dict(epochs=1, train_batches=2, val_batches=2, attack_images=8)
 
 # PGD used to craft training samples for AdvSimpleNet (pixel units).
 ADVERSARIAL_TRAINING = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)

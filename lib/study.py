@@ -80,7 +80,7 @@ def describe_settings(profile="sample", overrides=None, attack=None, dry_run=Fal
         text += ", unchanged."
     if dry_run:
         caps = experiments.DRY_RUN
-        text = (f"**DRY RUN**: every training run stops after at most {caps['epochs']} epochs of "
+        text = (f"**DRY RUN**: every training run stops after at most {caps['epochs']} epoch(s) of "
                 f"{caps['train_batches']} optimizer steps, evaluations use {caps['val_batches']} batches and the "
                 f"attacks {caps['attack_images']} images. Its numbers test the pipeline; they are not results."
                 f"\n\n{text}")
