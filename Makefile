@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= sample
 DATA_DIR ?=
+DRY_RUN ?=
+SET ?=
+NOTEBOOKS ?=
+LAB_ARGS ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -13,8 +17,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test: $(STAMP) pdf-tools
 	$(PY) -m pytest
 
+# make report [PROFILE=full DATA_DIR=DIR] [DRY_RUN=1] [SET="simplenet.epochs=20 attack.epsilon=8"] [NOTEBOOKS="00 03"]
 report: $(STAMP) pdf-tools
-	$(PY) -m lib report --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m lib report --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+	  $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) $(foreach item,$(SET),--set $(item)) \
+	  $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+
+.PHONY: lab
+# Jupyter Lab on the project's environment; its "Python 3" kernel is this .venv (installed by $(STAMP)).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) $(if $(SUDO),,--allow-root) $(LAB_ARGS) notebooks/
 
 benchmarks: $(STAMP)
 	$(PY) -m benchmarks.pipeline

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 
-from lib import data, experiments, report
+from lib import data, experiments, report, settings
 from lib.devices import DeviceError, init_distributed, world
+from lib.progress import time_table
 from lib.train import TrainingError
 
 TRAIN_OPTIONS = {  # command-line flag -> (setting, type)
@@ -55,15 +56,25 @@ def cmd_download(args):
 
 
 def cmd_report(args):
+    overrides, attack = settings.parse_assignments(args.set)
     out = report.build(profile=args.profile, data_dir=args.data_dir, device=args.device,
-                       force_retrain=args.force_retrain, formats=args.format, selected=args.notebooks)
+                       force_retrain=args.force_retrain, formats=args.format, selected=args.notebooks,
+                       overrides=overrides, attack=attack, dry_run=args.dry_run)
+    print(time_table(out["times"]))
     for path in out["report"]:
         print(f"wrote {path}")
     print(f"report finished in {out['seconds']:.0f} s")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors (its sub-commands inherit the class)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="python -m lib", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m lib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments and profiles").set_defaults(func=cmd_list)
 
@@ -96,8 +107,12 @@ def parser():
     rep.add_argument("--data-dir")
     rep.add_argument("--device", default="auto")
     rep.add_argument("--force-retrain", action="store_true")
-    rep.add_argument("--format", nargs="+", default=["pdf", "html"], choices=["pdf", "html"])
+    rep.add_argument("--format", nargs="+", default=["pdf", "html"], help="pdf and/or html")
     rep.add_argument("--notebooks", nargs="+", help="run only notebooks whose names start with these (e.g. 00 01)")
+    rep.add_argument("--set", action="append", default=[], metavar="EXPERIMENT.SETTING=VALUE",
+                     help="change a setting, e.g. simplenet.epochs=20 or attack.epsilon=8 (/255); repeatable")
+    rep.add_argument("--dry-run", action="store_true",
+                     help="every notebook with training and evaluations capped to a few batches (report-dryrun.*)")
     rep.set_defaults(func=cmd_report)
     return p
 
@@ -106,7 +121,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (data.DataError, experiments.ConfigError, report.ReportError, DeviceError, TrainingError,
+    except (data.DataError, settings.ConfigError, report.ReportError, DeviceError, TrainingError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from itertools import islice
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from lib.data import IMAGENET_STD
-from lib.train import correct_topk
+from lib.train import label_rank
 
 PIXEL_PER_NORMALIZED = sum(IMAGENET_STD) / len(IMAGENET_STD)  # 0.226
 TARGET_MODES = ("least_likely", None)
@@ -171,21 +172,15 @@ class PGDAttack:
 
 
 def evaluate_under_attack(model, loader, attack, transform=None, device=None, max_batches=None):
-    """Clean and adversarial accuracy of `model` on `loader` under `attack`.
+    """Clean and adversarial accuracy of `model` on `loader` under `attack`, with per-image results.
 
     loader yields (images, labels); `transform` (optional callable, e.g. the eval transform;
     an nn.Module is moved to `device`) maps a loader batch on `device` to float pixel images
     (B, 3, H, W) in [0, 1]. device defaults to the model's. The model runs in eval mode and
     gets its modes back afterwards.
 
-    Returns a dict, accuracies and rates in percent:
-      clean_acc1, clean_acc5, adv_acc1, adv_acc5;
-      success_rate: targeted, images whose adversarial top-1 is the target, over all images;
-        untargeted, originally top-1-correct images whose adversarial top-1 is wrong, over the
-        originally correct ones (nan when none is correct);
-      linf, l2: mean per-image L-inf and L2 norm of the perturbation, pixel units in [0, 1];
-      psnr: 10 log10(1 / MSE) in dB, the MSE taken over all pixels of all images (inf if none changed);
-      num_images.
+    Returns the dict of `summarise` (accuracies and rates in percent, perturbation sizes, num_images)
+    with the per-image arrays it was computed from under "per_image" (see `evaluate_over_steps`).
     """
     steps = attack.num_steps
     return evaluate_over_steps(model, loader, attack, [steps], transform, device, max_batches)[steps]
@@ -197,15 +192,17 @@ def evaluate_over_steps(model, loader, attack, steps, transform=None, device=Non
     The first k steps of a PGD run are exactly a k-step PGD with the same settings (the target is
     fixed at the first step; with random_start, the same seed), so one run of attack.num_steps
     steps measures every shorter attack for the price of the longest plus one forward pass each.
-    steps: step counts in 1..attack.num_steps. Returns {k: the dict of evaluate_under_attack}.
+    steps: step counts in 1..attack.num_steps. Returns {k: summarise(per_image) + {"per_image": per_image}}
+    where per_image holds numpy arrays over the n images, in loader order: label (n,), target (n,)
+    (-1 when untargeted), clean_top5 and adv_top5 (n, 5) class indices by decreasing logit, and the
+    perturbation's linf, l2 (pixel units in [0, 1]) and mse (mean squared change) per image.
     """
     steps = _check_steps(steps, attack.num_steps)
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     if isinstance(transform, nn.Module):
         transform = transform.to(device)
-    totals = {k: dict(clean1=0, clean5=0, adv1=0, adv5=0, hits=0, eligible=0, linf=0.0, l2=0.0, sq=0.0, n=0, px=0)
-              for k in steps}
+    batches = {k: [] for k in steps}
     num_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     with frozen_eval(model):
         for images, labels in tqdm(islice(loader, max_batches), total=num_batches, desc="PGD eval", leave=False):
@@ -215,14 +212,68 @@ def evaluate_over_steps(model, loader, attack, steps, transform=None, device=Non
             kept = {}
 
             def keep(k, adv):
-                if k in totals:
+                if k in batches:
                     with torch.no_grad():
                         kept[k] = adv, model(adv)
             attack.perturb(model, images, labels, on_step=keep)
             for k, (adv, adv_logits) in kept.items():
-                _accumulate(totals[k], images, adv, labels, attack.last_clean_logits, adv_logits,
-                            attack.last_targets)
-    return {k: _summarise(totals[k]) for k in steps}
+                batches[k].append(_per_image(images, adv, labels, attack.last_clean_logits, adv_logits,
+                                             attack.last_targets))
+    results = {}
+    for k, parts in batches.items():
+        if not parts:
+            raise ValueError("the loader yielded no images (empty loader or max_batches=0)")
+        per_image = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        results[k] = {**summarise(per_image), "per_image": per_image}
+    return results
+
+
+def _per_image(images, adv, labels, clean_logits, adv_logits, targets):
+    """One batch's per-image results as numpy arrays (see evaluate_over_steps)."""
+    k = min(5, clean_logits.shape[1])
+    delta = (adv - images).flatten(1).float()
+    to_numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    return {"label": to_numpy(labels).astype(np.int64),
+            "target": to_numpy(targets).astype(np.int64) if targets is not None else np.full(len(labels), -1),
+            "clean_top5": to_numpy(clean_logits.topk(k, dim=1).indices).astype(np.int16),
+            "adv_top5": to_numpy(adv_logits.topk(k, dim=1).indices).astype(np.int16),
+            "clean_rank": to_numpy(label_rank(clean_logits, labels)).astype(np.int16),
+            "adv_rank": to_numpy(label_rank(adv_logits, labels)).astype(np.int16),
+            "linf": to_numpy(delta.abs().amax(1)).astype(np.float64),
+            "l2": to_numpy(delta.norm(dim=1)).astype(np.float64),
+            "mse": to_numpy(delta.square().mean(1)).astype(np.float64)}
+
+
+def summarise(per_image):
+    """Summary of per-image attack results (the arrays of evaluate_over_steps). Percentages:
+      clean_acc1, clean_acc5, adv_acc1, adv_acc5;
+      success_rate: targeted, images whose adversarial top-1 is the target, over all images;
+        untargeted, originally top-1-correct images whose adversarial top-1 is wrong, over the
+        originally correct ones (nan when none is correct);
+      linf, l2: mean per-image L-inf and L2 norm of the perturbation, pixel units in [0, 1];
+      psnr: 10 log10(1 / MSE) in dB, the MSE taken over all pixels of all images (inf if none changed);
+      num_images.
+    """
+    label, target = per_image["label"], per_image["target"]
+    adv = per_image["adv_top5"]
+    clean_rank, adv_rank = per_image["clean_rank"], per_image["adv_rank"]
+    n = len(label)
+    if n == 0:
+        raise ValueError("no images to summarise")
+    if (target >= 0).all():
+        hits, eligible = (adv[:, 0] == target).sum(), n
+    else:
+        was_correct = clean_rank == 0
+        hits, eligible = (was_correct & (adv_rank > 0)).sum(), was_correct.sum()
+    mse = float(per_image["mse"].mean())
+    return {
+        "clean_acc1": 100.0 * (clean_rank < 1).mean(), "clean_acc5": 100.0 * (clean_rank < 5).mean(),
+        "adv_acc1": 100.0 * (adv_rank < 1).mean(), "adv_acc5": 100.0 * (adv_rank < 5).mean(),
+        "success_rate": 100.0 * hits / eligible if eligible else math.nan,
+        "linf": float(per_image["linf"].mean()), "l2": float(per_image["l2"].mean()),
+        "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
+        "num_images": n,
+    }
 
 
 def _check_steps(steps, num_steps):
@@ -262,46 +313,6 @@ def subset_loader(dataset, num_images=None, batch_size=100):
         return DataLoader(dataset, batch_size=batch_size)
     picks = torch.linspace(0, len(dataset) - 1, num_images).round().long().tolist()
     return DataLoader(Subset(dataset, picks), batch_size=batch_size)
-
-
-def _accumulate(totals, images, adv, labels, clean_logits, adv_logits, targets):
-    """Add one batch's counts and perturbation sums to `totals` (in place)."""
-    for key, logits in (("clean", clean_logits), ("adv", adv_logits)):
-        top1, top5 = (hits.item() for hits in correct_topk(logits, labels))
-        totals[key + "1"] += top1
-        totals[key + "5"] += top5
-    adv_pred = adv_logits.argmax(1)
-    if targets is not None:
-        totals["hits"] += (adv_pred == targets).sum().item()
-        totals["eligible"] += len(labels)
-    else:
-        was_correct = clean_logits.argmax(1) == labels
-        totals["hits"] += (was_correct & (adv_pred != labels)).sum().item()
-        totals["eligible"] += was_correct.sum().item()
-    delta = (adv - images).flatten(1)
-    totals["linf"] += delta.abs().amax(1).sum().item()
-    totals["l2"] += delta.norm(dim=1).sum().item()
-    totals["sq"] += delta.square().sum().item()
-    totals["n"] += len(labels)
-    totals["px"] += delta.numel()
-
-
-def _summarise(totals):
-    n = totals["n"]
-    if n == 0:
-        raise ValueError("the loader yielded no images (empty loader or max_batches=0)")
-    mse = totals["sq"] / totals["px"]
-    return {
-        "clean_acc1": 100.0 * totals["clean1"] / n,
-        "clean_acc5": 100.0 * totals["clean5"] / n,
-        "adv_acc1": 100.0 * totals["adv1"] / n,
-        "adv_acc5": 100.0 * totals["adv5"] / n,
-        "success_rate": 100.0 * totals["hits"] / totals["eligible"] if totals["eligible"] else math.nan,
-        "linf": totals["linf"] / n,
-        "l2": totals["l2"] / n,
-        "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
-        "num_images": n,
-    }
 
 
 class AdversarialTraining:

@@ -3,8 +3,10 @@
 A configuration is plain data, resolved in this order (later wins)::
 
     TRAIN_DEFAULTS  <-  PROFILES[profile]  <-  experiment["train"]  <-  experiment[profile]  <-  overrides
+                    <-  DRY_RUN caps (dry runs only)
 
-(model_kwargs merge the same way: experiment, then its profile entry, then overrides.)
+(model_kwargs merge the same way: experiment, then its profile entry, then overrides.) Every setting is checked
+(lib.settings) before anything is written.
 
 Profiles change sizes and epochs, never code paths: `smoke` (seconds, for tests), `sample` (the embedded
 sample on a CPU, the default) and `full` (the real data set on a GPU with the reference settings).
@@ -22,8 +24,11 @@ import torch.distributed as dist
 from torch import nn
 
 from lib import data
+from lib.attacks import PIXEL_PER_NORMALIZED
 from lib.devices import seed_everything, world
+from lib.progress import announce
 from lib.runfiles import load_checkpoint
+from lib.settings import ConfigError, check_attack, check_training
 from lib.train import Trainer
 
 # Generated files go under results/ and figures/ of the project, or of $MINIPLACES_OUTPUT when set.
@@ -35,7 +40,7 @@ TRAIN_DEFAULTS = dict(
     epochs=60, batch_size=256, val_batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
     warmup_epochs=5, grad_clip=0.0, label_smoothing=0.0, seed=0, amp="auto", channels_last=False,
     image_size=128, train_images=None, val_images=None, log_every=20, num_workers=0, adversarial=None,
-    init_from=None,
+    init_from=None, train_batches=None, val_batches=None,
 )
 
 PROFILES = {
@@ -45,19 +50,26 @@ PROFILES = {
     "full": dict(num_workers=8),
 }
 
+# A dry run executes the whole study with a profile's data, sizes and models but caps the work: at most `epochs`
+# epochs of at most `train_batches` optimizer steps, evaluations over `val_batches` batches, and attacks on
+# `attack_images` images. Its runs live in <profile>-dryrun directories, never re-used as real results.
+# Pretrained weights are used when available, else the run starts from scratch and says so (pretrained_source),
+# so that a dry run also runs offline.
+DRY_RUN = dict(epochs=1, train_batches=2, val_batches=2, attack_images=8)
+
 # PGD used to craft training samples for AdvSimpleNet (pixel units).
 ADVERSARIAL_TRAINING = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
 
-# The attacks of notebooks 03 and 04. default: the original harness's PGD-10, step 0.01, epsilon 0.1 in
-# normalised units (attacks.PGDAttack.from_normalized converts them to pixels); epsilons: the robustness curve's,
-# pixel units, each a PGD-10 of step epsilon / 10 like the default; grid_steps x grid_scales: PGD with the
-# default's step size, that many steps, epsilon = scale x the default's. images: val images attacked per
-# profile (an evenly spaced subset, the same for every model; None: all of them).
+# The attacks of notebooks 03 and 04 (`attack_settings` resolves them to pixel units, with a notebook's
+# overrides). default: the original harness's PGD-10, step 0.01, epsilon 0.1 in normalised units; epsilons: the
+# robustness curve's, pixel units, each a PGD-10 of step epsilon / 10 like the default; grid_steps x grid_scales:
+# PGD with the default's step size, that many steps, epsilon = scale x the default's. images: val images attacked
+# per profile (an evenly spaced subset, the same for every model; None: all of them).
 ATTACKS = dict(
     default=dict(num_steps=10, step_size=0.01, epsilon=0.1),
     epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
     grid_steps=(5, 10, 20), grid_scales=(0.25, 0.5, 1, 2),
-    images=dict(smoke=16, sample=100, full=None),
+    images=dict(smoke=16, sample=None, full=None),
 )
 
 # SimpleNet has no BatchNorm: at lr 0.1 it stays near chance for the sample's first epochs, 0.05 learns at once.
@@ -102,43 +114,112 @@ EXPERIMENTS = {
 }
 
 
-class ConfigError(ValueError):
-    """An unknown experiment, profile or setting; the message lists the valid ones."""
-
-
 # ----------------------------------------------------------------------------- configuration
 
-def _check_name(kind, name, valid):
+def check_name(kind, name, valid):
     if name not in valid:
         raise ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
 
 
-def config(name, profile="sample", data_dir=None, **overrides):
-    """The resolved configuration (a dict of plain data) of experiment `name` under `profile`."""
-    _check_name("experiment", name, EXPERIMENTS)
-    _check_name("profile", profile, PROFILES)
+def config(name, profile="sample", data_dir=None, dry_run=False, **overrides):
+    """The resolved configuration (a dict of plain data) of experiment `name` under `profile`, checked.
+
+    dry_run: cap the work by DRY_RUN (the warmup shrinks with the epochs); the config says dry_run True.
+    """
+    check_name("experiment", name, EXPERIMENTS)
+    check_name("profile", profile, PROFILES)
     exp = EXPERIMENTS[name]
     unknown = set(overrides) - set(TRAIN_DEFAULTS) - {"model_kwargs"}
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid settings: "
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} of {name}; valid settings: "
                           f"{', '.join(sorted(TRAIN_DEFAULTS))}, model_kwargs")
+    overrides = dict(overrides)
     per_profile = dict(exp.get(profile, {}))
     model_kwargs = {**exp.get("model_kwargs", {}), **per_profile.pop("model_kwargs", {}),
                     **overrides.pop("model_kwargs", {})}
     cfg = {**TRAIN_DEFAULTS, **PROFILES[profile], **exp.get("train", {}), **per_profile}
     cfg.update(overrides)
+    check_training(cfg, name)
+    source = _init_source(cfg["init_from"], name)
+    if source and config(source[0], profile, **source[1])["init_from"] is not None:
+        raise ConfigError(f"{name}: init_from {source[0]!r} must be a run that does not itself use init_from")
+    if dry_run:
+        _cap_for_dry_run(cfg, model_kwargs)
     root = Path(data_dir) if data_dir else data.SAMPLE_ROOT
-    return {"experiment": name, "profile": profile, "title": exp["title"], "model": exp["model"],
-            "model_kwargs": model_kwargs, "data_dir": str(root.resolve()), **cfg}
+    return {"experiment": name, "profile": profile, "dry_run": bool(dry_run), "title": exp["title"],
+            "model": exp["model"], "model_kwargs": model_kwargs, "data_dir": str(root.resolve()), **cfg}
 
 
-def run_dir(name, profile="sample", overrides=None, results_dir=None):
-    """results/runs/<name>/<profile>/, or <profile>-<hash> when settings were overridden."""
+def _cap_for_dry_run(cfg, model_kwargs):
+    """Apply DRY_RUN to a configuration in place: fewer epochs (the warmup shrinks with them), capped batches."""
+    epochs = min(cfg["epochs"], DRY_RUN["epochs"])
+    cfg.update(warmup_epochs=cfg["warmup_epochs"] * epochs / cfg["epochs"], epochs=epochs,
+               **{key: min(cfg[key] or DRY_RUN[key], DRY_RUN[key]) for key in ("train_batches", "val_batches")})
+    if model_kwargs.get("pretrained") is True:
+        model_kwargs["pretrained"] = "auto"
+
+
+def _init_source(init_from, experiment):
+    """`experiment`'s init_from (None, an experiment, or {experiment: its overrides}) -> (name, overrides) or None."""
+    if init_from is None:
+        return None
+    if isinstance(init_from, str):
+        name, overrides = init_from, {}
+    elif isinstance(init_from, dict) and len(init_from) == 1:
+        [(name, overrides)] = init_from.items()
+    else:
+        name = overrides = None
+    if name not in EXPERIMENTS or not isinstance(overrides, dict):
+        raise ConfigError(f"{experiment}: init_from must be null, an experiment ({', '.join(EXPERIMENTS)}) or "
+                          f"{{experiment: {{setting: value}}}}, got {init_from!r}")
+    return name, overrides
+
+
+def check_data(cfg):
+    """Check what needs the data set: its train list exists and holds at least one batch."""
+    train_list = Path(cfg["data_dir"]) / "train.txt"
+    stat = train_list.stat() if train_list.is_file() else None
+    available = _list_length(cfg["data_dir"], stat and (stat.st_size, stat.st_mtime_ns))
+    check_training(cfg, cfg["experiment"], min(available, cfg["train_images"] or available))
+
+
+@functools.lru_cache(maxsize=4)
+def _list_length(root, version):
+    """Entries in ROOT/train.txt (read once per file version: size and modification time)."""
+    return len(data.read_list(root, "train"))
+
+
+def run_dir(name, profile="sample", overrides=None, results_dir=None, dry_run=False):
+    """results/runs/<name>/<profile>/, <profile>-dryrun/ for a dry run, then -<hash> when settings were overridden."""
     base = Path(results_dir or RESULTS_DIR) / "runs" / name
+    folder = f"{profile}-dryrun" if dry_run else profile
     if not overrides:
-        return base / profile
+        return base / folder
     digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return base / f"{profile}-{digest}"
+    return base / f"{folder}-{digest}"
+
+
+# ----------------------------------------------------------------------------- study parameters
+
+def attack_settings(profile="sample", dry_run=False, **overrides):
+    """The attacks of notebooks 03/04 in pixel units: ATTACKS with a notebook's `attack` overrides.
+
+    overrides: epsilon and step_size in /255, steps (PGD iterations), images (None: the whole val set).
+    step_size defaults to epsilon / steps, as in the harness's default (0.01 = 0.1 / 10 steps). Returns
+    {'default': {num_steps, step_size, epsilon} for PGDAttack(**...), 'epsilons': tuple, 'grid_steps',
+    'grid_scales', 'images': int or None}; a dry run attacks at most DRY_RUN['attack_images'] images.
+    """
+    check_name("profile", profile, PROFILES)
+    check_attack(overrides)
+    harness = ATTACKS["default"]
+    epsilon = overrides["epsilon"] / 255 if "epsilon" in overrides else harness["epsilon"] * PIXEL_PER_NORMALIZED
+    steps = overrides.get("steps", harness["num_steps"])
+    step_size = overrides["step_size"] / 255 if "step_size" in overrides else epsilon / steps
+    images = overrides.get("images", ATTACKS["images"][profile])
+    if dry_run:
+        images = min(images or DRY_RUN["attack_images"], DRY_RUN["attack_images"])
+    return dict(default=dict(num_steps=steps, step_size=step_size, epsilon=epsilon), epsilons=ATTACKS["epsilons"],
+                grid_steps=ATTACKS["grid_steps"], grid_scales=ATTACKS["grid_scales"], images=images)
 
 
 # ----------------------------------------------------------------------------- models and data
@@ -150,7 +231,7 @@ def build_model(cfg):
     if cfg["model"] in ("simplenet", "improvednet"):
         ops = {"native": nn.Conv2d, "custom": conv.CustomConv2d}
         op = kwargs.pop("conv", "native")
-        _check_name("conv", op, ops)
+        check_name("conv", op, ops)
         builder = cnn.SimpleNet if cfg["model"] == "simplenet" else cnn.ImprovedNet
         return builder(conv_op=ops[op], **kwargs)
     if cfg["model"] == "resnet18":
@@ -228,44 +309,52 @@ def _set_aside(path, why):
 
 
 def run(name, profile="sample", *, data_dir=None, device="auto", force=False, progress=True,
-        results_dir=None, stop_after=None, **overrides):
+        results_dir=None, stop_after=None, dry_run=False, **overrides):
     """Train experiment `name` under `profile`, or re-use its finished run with the same configuration.
 
     An interrupted run with the same configuration resumes from its last checkpoint. `force=True`
     retrains (the previous run is kept, renamed). `stop_after=k` stops after epoch k (for tests).
-    Overrides are settings of TRAIN_DEFAULTS (e.g. epochs=5) or model_kwargs={...}. Returns a Run.
+    Overrides are settings of TRAIN_DEFAULTS (e.g. epochs=5) or model_kwargs={...}; init_from names
+    the source run's experiment, with the registry's settings, or {experiment: {setting: value}}.
+    `dry_run=True` caps the work (DRY_RUN) in a run directory of its own. Returns a Run.
     """
-    cfg = config(name, profile, data_dir, **overrides)
-    path = run_dir(name, profile, overrides, results_dir)
+    cfg = config(name, profile, data_dir, dry_run, **overrides)
+    check_data(cfg)
+    path = run_dir(name, profile, overrides, results_dir, dry_run)
     rank, _ = world()
     if rank == 0:
         _prepare(path, cfg, force)
     if dist.is_initialized():
         dist.barrier()
     if (path / "metrics.json").exists():
+        announce("cached", name, path, cfg)
         return Run(path)
     seed_everything(cfg["seed"])
     model = build_model(cfg)
     notes = {"pretrained_source": model.pretrained_source} if hasattr(model, "pretrained_source") else {}
     if cfg["init_from"]:
-        source = run(cfg["init_from"], profile, data_dir=data_dir, device=device, progress=progress,
-                     results_dir=results_dir)
+        source_name, source_overrides = _init_source(cfg["init_from"], name)
+        source = run(source_name, profile, data_dir=data_dir, device=device, progress=progress,
+                     results_dir=results_dir, dry_run=dry_run, **source_overrides)
         model.load_state_dict(source.load_model().state_dict())
         notes["initialised_from"] = str(source.dir)
+    announce("train", name, path, cfg)
     trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
                       input_hook=input_hook(cfg), progress=progress, notes=notes)
     if (path / "checkpoint.pth").exists():
         trainer.resume(path / "checkpoint.pth")
+    announce("fit", name, path, cfg)
     trainer.fit(stop_after)
     if dist.is_initialized():
         dist.barrier()
+    announce("finished", name, path, cfg)
     return Run(path)
 
 
 def _prepare(path, cfg, force):
     """Make `path` hold this configuration: keep a finished match, set aside anything else."""
     config_file = path / "config.json"
-    same = config_file.exists() and json.loads(config_file.read_text()) == cfg
+    same = config_file.exists() and json.loads(config_file.read_text()) == json.loads(json.dumps(cfg))  # tuples as lists
     if same and not force:
         return
     _set_aside(path, "forced" if same else "replaced")

@@ -1,21 +1,31 @@
 """Run the notebooks with papermill and export one combined report (PDF through LaTeX, and HTML).
 
-Executed notebooks go to results/notebooks/, the report to results/report.pdf and results/report.html.
-Everything is produced in a staging folder first and moved into place only when every notebook ran and
-every export succeeded, so a failure never overwrites the previous good report.
+Executed notebooks go to results/notebooks/, the report to results/report.pdf and results/report.html (a dry
+run: results/notebooks-dryrun/ and results/report-dryrun.*). Everything a request needs is checked before a
+kernel starts; everything is produced in a staging folder first and moved into place only when every notebook
+ran and every export succeeded, so a failure never overwrites the previous good report.
 """
 import copy
+import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import nbformat
 import papermill
+import zmq
+from traitlets.config import Config
 
+from lib import experiments, progress as terminal
 from lib.data import PROJECT_ROOT
 from lib.experiments import RESULTS_DIR
+from lib.study import Study
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+TEMPLATES = Path(__file__).parent / "templates"
+HTML_ONLY = "html-only"  # cells the PDF export drops (its headings and contents come from LaTeX)
+HEADING = re.compile(r"\A(#{1,6})\s+(.+)")
 PDF_TOOLS = ("xelatex", "pandoc")
 PDF_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
 
@@ -41,11 +51,16 @@ def check_pdf_tools():
                           "with `python -m lib report --format html`.")
 
 
-def execute(notebook, output, parameters, progress=True):
+# The kernel runs over local TCP; with CurveZMQ keys provisioned by the kernel manager (the project's kernelspec
+# declares support) its traffic is encrypted and ipykernel does not warn about plain-text transport.
+KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}}) if zmq.has("curve") else Config()
+
+
+def execute(notebook, output, parameters):
     """Execute one notebook with papermill into `output`; a failing cell raises ReportError naming it."""
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(PROJECT_ROOT),
-                                   progress_bar=progress, kernel_name="python3")
+                                   progress_bar=False, kernel_name="python3", config=KERNEL_CONFIG)
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"notebook {notebook.name} failed in cell {error.exec_count} with {error.ename}: "
                           f"{error.evalue}. The executed copy with the traceback is {output}; the previous "
@@ -53,36 +68,101 @@ def execute(notebook, output, parameters, progress=True):
 
 
 def _report_cell(cell):
-    """A copy of a cell for the report: outputs without progress bars (stderr, widgets)."""
+    """A copy of a cell for the report: displayed outputs only, without printed logs or progress bars
+    (streams, widgets); the prose, tables and figures are displayed."""
     cell = copy.deepcopy(cell)
     if cell.cell_type == "code":
-        cell.outputs = [out for out in cell.outputs if not (
-            out.output_type == "stream" and out.name == "stderr"
-            or "application/vnd.jupyter.widget-view+json" in out.get("data", {}))]
+        cell.outputs = [out for out in cell.outputs if out.output_type != "stream"
+                        and "application/vnd.jupyter.widget-view+json" not in out.get("data", {})]
     return cell
 
 
+def _heading(cell):
+    """(level, text) of a markdown cell that starts with a heading line, else None."""
+    if cell.cell_type != "markdown":
+        return None
+    match = HEADING.match(cell.source)
+    return (len(match.group(1)), match.group(2).strip()) if match else None
+
+
+def _unnumbered(cell, level, text):
+    """A heading cell tagged 'unnumbered' as an unnumbered LaTeX section listed in the table of contents (a raw
+    cell, which only the PDF keeps) and the same Markdown heading tagged 'html-only' (which the PDF drops); the
+    rest of the cell's Markdown stays a Markdown cell for both."""
+    command = ("section", "subsection", "subsubsection")[min(level, 3) - 1]
+    latex = nbformat.v4.new_raw_cell(rf"\{command}*{{{text}}}\addcontentsline{{toc}}{{{command}}}{{{text}}}",
+                                     metadata={"raw_mimetype": "text/latex"})
+    heading = nbformat.v4.new_markdown_cell(f"{'#' * level} {text}", metadata={"tags": [HTML_ONLY]})
+    rest = cell.source.split("\n", 1)[1].strip() if "\n" in cell.source else ""
+    return [latex, heading] + ([nbformat.v4.new_markdown_cell(rest)] if rest else [])
+
+
+def _html_contents(cells):
+    """A table of contents for the HTML (a Markdown cell tagged 'html-only'; the PDF's comes from LaTeX): the
+    headings of levels 1-2, numbered as the PDF numbers them, linked to nbconvert's heading anchors."""
+    numbers, lines = [0, 0], []
+    for cell in cells:
+        heading = _heading(cell)
+        if not heading or heading[0] > 2:
+            continue
+        level, text = heading
+        unnumbered = HTML_ONLY in cell.metadata.get("tags", [])
+        if not unnumbered:
+            numbers[level - 1] += 1
+            numbers[level:] = [0] * (2 - level)
+        label = "" if unnumbered else ".".join(str(n) for n in numbers[:level]) + " "
+        lines.append(f"{'    ' * (level - 1)}- {label}[{text}](#{text.replace(' ', '-')})")
+    return nbformat.v4.new_markdown_cell("**Contents**\n\n" + "\n".join(lines), metadata={"tags": [HTML_ONLY]})
+
+
 def combine(executed, title):
-    """One notebook holding the cells of every executed notebook, for a single report."""
+    """One notebook holding the cells of every executed notebook, for a single report.
+
+    Notebooks whose metadata says {"report": {"placement": "front"}} (the findings, executed last because
+    they read every other notebook's results) come first, and cells tagged 'appendix' last; heading cells
+    tagged 'unnumbered' become unnumbered sections; the HTML gets a table of contents (the PDF's comes from
+    LaTeX).
+    """
     nbs = [nbformat.read(path, as_version=4) for path in executed]
+    front = [i for i, nb in enumerate(nbs) if nb.metadata.get("report", {}).get("placement") == "front"]
+    order = front + [i for i in range(len(nbs)) if i not in front]
     combined = nbformat.v4.new_notebook(metadata=copy.deepcopy(nbs[0].metadata))
     combined.metadata["title"] = title
-    for index, nb in enumerate(nbs):
-        for cell in nb.cells:
-            if not {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
-                cell = _report_cell(cell)
-                cell.id = f"nb{index}-{cell.id}"
-                combined.cells.append(cell)
+    combined.metadata.pop("report", None)
+    body, appendix = [], []
+    for index in order:
+        for cell in nbs[index].cells:
+            tags = set(cell.metadata.get("tags", []))
+            if {"parameters", "injected-parameters"} & tags:
+                continue
+            heading = _heading(cell)
+            cells = _unnumbered(cell, *heading) if heading and "unnumbered" in tags else [_report_cell(cell)]
+            for number, new in enumerate(cells):
+                new.id = f"nb{index}-{cell.id}" + (f"-{number}" if number else "")
+                (appendix if "appendix" in tags else body).append(new)
+    contents = _html_contents(body + appendix)
+    contents.id = "contents"
+    combined.cells = [contents] + body + appendix
     return combined
 
 
 def export(notebook, stem, formats):
-    """Write stem.pdf / stem.html from a notebook with code cells hidden; returns the written paths."""
+    """Write stem.pdf / stem.html from a notebook with code cells hidden; returns the written paths.
+
+    The PDF uses lib/templates/miniplaces.tex.j2 (nbconvert's article with a table of contents and table captions).
+    """
     from nbconvert import HTMLExporter, PDFExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
     exporters = {"pdf": PDFExporter, "html": HTMLExporter}
     written = []
     for fmt in formats:
-        exporter = exporters[fmt](exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        options = dict(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        if fmt == "pdf":
+            options.update(extra_template_paths=[str(TEMPLATES)], template_file="miniplaces.tex.j2",
+                           raw_mimetypes=["text/latex", ""])  # the PDF exporter would keep only raw PDF
+        exporter = exporters[fmt](**options)
+        if fmt == "pdf":
+            exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=[HTML_ONLY], enabled=True), True)
         try:
             body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
         except Exception as error:  # nbconvert raises LatexFailed, OSError and others: name the format
@@ -93,36 +173,72 @@ def export(notebook, stem, formats):
     return written
 
 
-def build(profile="sample", data_dir=None, device="auto", force_retrain=False, formats=("pdf", "html"),
-          selected=None, results_dir=RESULTS_DIR, progress=True, directory=NOTEBOOKS_DIR):
-    """Execute the notebooks of `directory` (all, or those whose names start with one of `selected`) and
-    export the report.
+def check_request(profile="sample", formats=("pdf", "html"), selected=None, directory=NOTEBOOKS_DIR,
+                  data_dir=None, overrides=None, attack=None, dry_run=False):
+    """Check a report request before any kernel starts: profile, settings of every experiment (with the
+    overrides, against the data), attack settings, formats and notebook names. Returns the chosen notebooks.
 
-    Returns {'notebooks': [...], 'report': [...], 'seconds': wall time}.
+    Raises ConfigError, DataError or ReportError with one line that says what is valid.
     """
-    start = time.perf_counter()
+    study = Study(profile, str(data_dir or ""), dry_run=dry_run, overrides=overrides or {})
+    for name in experiments.EXPERIMENTS:
+        experiments.check_data(study.config(name))
+    experiments.attack_settings(profile, dry_run, **(attack or {}))
     unknown = set(formats) - {"pdf", "html"}
-    if unknown:
-        raise ReportError(f"unknown report format(s) {sorted(unknown)}; use pdf and/or html")
+    if unknown or not formats:
+        raise ReportError(f"unknown report format(s) {', '.join(sorted(unknown))}; valid formats: pdf, html")
     if "pdf" in formats:
         check_pdf_tools()
-    chosen = [nb for nb in notebooks(directory) if not selected or any(nb.name.startswith(s) for s in selected)]
+    found = notebooks(directory)
+    missing = [prefix for prefix in selected or () if not any(nb.name.startswith(prefix) for nb in found)]
+    if missing:
+        raise ReportError(f"no notebook name starts with {', '.join(missing)}; notebooks: "
+                          f"{', '.join(nb.stem for nb in found)}")
+    return [nb for nb in found if not selected or any(nb.name.startswith(prefix) for prefix in selected)]
+
+
+def build(profile="sample", data_dir=None, device="auto", force_retrain=False, formats=("pdf", "html"),
+          selected=None, results_dir=RESULTS_DIR, progress=True, directory=NOTEBOOKS_DIR, overrides=None,
+          attack=None, dry_run=False):
+    """Execute the notebooks of `directory` (all, or those whose names start with one of `selected`) with
+    these parameters and export the report; `progress` prints each notebook, run and epoch to stderr.
+
+    overrides: {experiment: {setting: value}}; attack: {epsilon, step_size (/255), steps, images}; dry_run:
+    capped runs of their own (experiments.DRY_RUN) and a report named report-dryrun, titled DRY RUN.
+    Returns {'notebooks': [...], 'report': [...], 'times': {notebook: (seconds, runs trained, runs re-used)},
+    'seconds': wall time}.
+    """
+    start = time.perf_counter()
+    chosen = check_request(profile, formats, selected, directory, data_dir, overrides, attack, dry_run)
     results_dir = Path(results_dir)
     stage = results_dir / f".staging-{time.strftime('%Y%m%d-%H%M%S')}"
     stage.mkdir(parents=True)
     parameters = dict(profile=profile, data_dir=str(data_dir) if data_dir else "", device=device,
-                      force_retrain=bool(force_retrain))
-    executed = []
-    for nb in chosen:
-        print(f"== executing {nb.name} ({profile} profile)", flush=True)
-        out = stage / nb.name
-        execute(nb, out, parameters, progress)
-        executed.append(out)
-    report = export(combine(executed, f"MiniPlaces scene classification ({profile} profile)"),
-                    stage / "report", formats)
-    final_notebooks = results_dir / "notebooks"
+                      force_retrain=bool(force_retrain), overrides=overrides or {}, attack=attack or {},
+                      dry_run=bool(dry_run))
+    executed, times = [], {}
+    with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor:
+        for index, nb in enumerate(chosen, 1):
+            monitor.say(f"[{index}/{len(chosen)}] {nb.name} ({profile} profile{', DRY RUN' if dry_run else ''})")
+            seen, began = len(monitor.events), time.perf_counter()
+            execute(nb, stage / nb.name, parameters)
+            monitor.poll()
+            runs = [event["event"] for event in monitor.events[seen:]]
+            times[nb.name] = (time.perf_counter() - began, runs.count("train"), runs.count("cached"))
+            monitor.say(f"  {nb.name} done in {terminal.duration(times[nb.name][0])}")
+            executed.append(stage / nb.name)
+    name = "report-dryrun" if dry_run else "report"
+    title = f"MiniPlaces scene classification ({profile} profile)"
+    combined = combine(executed, f"DRY RUN: {title}" if dry_run else title)
+    if dry_run:
+        combined.cells.insert(0, nbformat.v4.new_markdown_cell(
+            "**DRY RUN**: every training run, evaluation and attack of this report was capped to a few batches "
+            "to test the whole pipeline; its numbers are not results."))
+    report = export(combined, stage / name, formats)
+    final_notebooks = results_dir / ("notebooks-dryrun" if dry_run else "notebooks")
     final_notebooks.mkdir(parents=True, exist_ok=True)
     placed = [Path(shutil.move(path, final_notebooks / path.name)) for path in executed]
     placed_report = [Path(shutil.move(path, results_dir / path.name)) for path in report]
     shutil.rmtree(stage)
-    return {"notebooks": placed, "report": placed_report, "seconds": time.perf_counter() - start}
+    return {"notebooks": placed, "report": placed_report, "times": times, "seconds": time.perf_counter() - start}
+

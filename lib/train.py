@@ -60,17 +60,22 @@ def build_optimizer(model, cfg):
     raise ValueError(f"unknown optimizer {cfg['optimizer']!r}; use 'sgd' or 'adamw'")
 
 
-def correct_topk(logits, labels, ks=(1, 5)):
-    """Number of samples whose label is among the top-k logits, for each k (0-d tensors on logits' device).
+def label_rank(logits, labels):
+    """Per sample, the number of other classes scoring at least as high as its label (int64 (B,)).
 
-    logits (B, C) of any float dtype, compared in fp32; labels (B,). A sample is top-k correct when
-    fewer than k other classes score at least as high as its label: a tie (frequent among bf16
-    logits) counts against the label, the same way on every device, and a NaN logit is never a hit.
+    logits (B, C) of any float dtype, compared in fp32; labels (B,). A sample is top-k correct when its
+    rank is below k: a tie (frequent among bf16 logits) counts against the label, the same way on every
+    device, and a NaN logit is never a hit.
     """
     logits = logits.float()
     not_below = ~(logits < logits.gather(1, labels[:, None]))  # the label itself, ties and NaNs
-    rivals = not_below.sum(dim=1) - 1
-    return [(rivals < k).sum() for k in ks]
+    return not_below.sum(dim=1) - 1
+
+
+def correct_topk(logits, labels, ks=(1, 5)):
+    """Number of samples whose label is among the top-k logits (label_rank < k), for each k (0-d tensors)."""
+    rank = label_rank(logits, labels)
+    return [(rank < k).sum() for k in ks]
 
 
 class Meter:

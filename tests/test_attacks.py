@@ -1,6 +1,7 @@
 """PGD attack, evaluation under attack and the adversarial-training hook (CPU, seconds)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -257,7 +258,10 @@ def test_evaluate_under_attack_matches_a_manual_count(trained, targeted):
     assert trained.training == was_training
     trained.eval()
     expected = manual_metrics(trained, batches[:2], attack)
+    per_image = got.pop("per_image")
     assert got.keys() == expected.keys() and got["num_images"] == 24
+    assert len(per_image["label"]) == 24 and per_image["adv_top5"].shape == (24, 5)
+    assert (per_image["target"] >= 0).all() == bool(targeted)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-4), key
     assert got["clean_acc1"] > got["adv_acc1"]
@@ -277,6 +281,15 @@ def test_on_step_sees_every_step_and_the_last_is_the_result():
         assert (xk - x).abs().max() <= min(k / 255, 3 / 255) + 1e-6
 
 
+def assert_same_evaluation(got, expected):
+    """Equal summaries and equal per-image arrays."""
+    assert {k: v for k, v in got.items() if k != "per_image"} == {
+        k: v for k, v in expected.items() if k != "per_image"}
+    assert got["per_image"].keys() == expected["per_image"].keys()
+    for key, values in got["per_image"].items():
+        np.testing.assert_array_equal(values, expected["per_image"][key], err_msg=key)
+
+
 @pytest.mark.parametrize("random_start", [False, True])
 def test_evaluate_over_steps_equals_separate_shorter_attacks(trained, random_start):
     images, labels = prototype_data(48, seed=4)
@@ -287,7 +300,7 @@ def test_evaluate_over_steps_equals_separate_shorter_attacks(trained, random_sta
     assert list(got) == [1, 3, 6]
     for k in (1, 3, 6):
         torch.manual_seed(0)
-        assert got[k] == evaluate_under_attack(trained, batches, PGDAttack(num_steps=k, **settings))
+        assert_same_evaluation(got[k], evaluate_under_attack(trained, batches, PGDAttack(num_steps=k, **settings)))
     assert got[1]["adv_acc1"] > got[6]["adv_acc1"]  # a longer attack does more damage here
 
 
@@ -302,7 +315,7 @@ def test_robustness_curve_uses_step_epsilon_over_steps_and_degrades(trained):
     rows = robustness_curve(trained, data, [0.15, 0.3], num_steps=5)
     assert [row["epsilon"] for row in rows] == [0.15, 0.3]
     attack = PGDAttack(num_steps=5, step_size=0.3 / 5, epsilon=0.3)
-    assert rows[1] == {"epsilon": 0.3, **evaluate_under_attack(trained, data, attack)}
+    assert_same_evaluation(rows[1], {"epsilon": 0.3, **evaluate_under_attack(trained, data, attack)})
     assert rows[0]["clean_acc1"] == rows[1]["clean_acc1"] > rows[0]["adv_acc1"] > rows[1]["adv_acc1"]
     assert rows[1]["linf"] == pytest.approx(0.3, abs=1e-6) and rows[1]["success_rate"] > 90
 

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from lib import experiments
+from lib import attacks, experiments, settings, study
 from lib.__main__ import main
 
 
 def test_config_resolution_order():
-    cfg = experiments.config("simplenet_custom", "full", epochs=3)
+    cfg = experiments.config("simplenet_custom", "full", epochs=3, warmup_epochs=1)
     assert cfg["epochs"] == 3 and cfg["batch_size"] == 256 and cfg["model_kwargs"] == {"conv": "custom"}
     assert experiments.config("simplenet_custom", "full")["epochs"] == 10
     assert experiments.config("simplenet", "smoke")["image_size"] == experiments.PROFILES["smoke"]["image_size"]
@@ -71,10 +71,119 @@ def test_cli_train_and_list(tmp_path, capsys):
 
 def test_init_from_starts_from_another_runs_weights(tmp_path):
     adv = experiments.run("advsimplenet", "smoke", results_dir=tmp_path, progress=False, init_from="simplenet",
-                          epochs=1, lr=0.0)
+                          epochs=1, lr=1e-12, weight_decay=0.0)
     source = tmp_path / "runs" / "simplenet" / "smoke"
     assert adv.metrics["initialised_from"] == str(source)
     trained = experiments.Run(source).load_model().state_dict()
-    # lr 0: the optimizer leaves the weights where init_from put them
+    # lr 1e-12: the optimizer leaves the weights (to float precision) where init_from put them
     for key, value in adv.load_model().state_dict().items():
-        assert torch.equal(value, trained[key]), key
+        assert torch.allclose(value, trained[key], atol=1e-8), key
+
+
+# ----------------------------------------------------------------------------- settings checked before any work
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "-1"], "error: simplenet: epochs must be an integer >= 1, got -1"),
+    (["--batch-size", "0"], "error: simplenet: batch_size must be an integer >= 1, got 0"),
+    (["--batch-size", "97"], "error: simplenet: batch_size must be from 1 to the number of training images (96)"),
+    (["--lr", "nan"], "error: simplenet: lr must be a finite number > 0, got nan"),
+    (["--lr", "0"], "error: simplenet: lr must be a finite number > 0"),
+    (["--weight-decay=-1e-4"], "error: simplenet: weight_decay must be a finite number >= 0"),
+    (["--image-size", "16"], "error: simplenet: image_size must be an integer >= 32"),
+    (["--epochs", "1"], "error: simplenet: warmup_epochs must be a number from 0 to epochs (1), got 5"),
+    (["--amp", "fp8"], "error: simplenet: amp must be one of auto, bf16, off"),
+    (["--profile", "nosuch"], "error: unknown profile 'nosuch'; valid profiles: full, sample, smoke"),
+    (["--epochs", "two"], "error: argument --epochs: invalid int value: 'two'"),
+])
+def test_cli_bad_setting_is_one_line_exit_2_nothing_written(tmp_path, capsys, flags, message):
+    profile = [] if "--profile" in flags else ["--profile", "full" if "--epochs" in flags and "1" in flags else "smoke"]
+    try:
+        code = main(["train", "simplenet", *profile, *flags, "--results-dir", str(tmp_path / "results")])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1, err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(warmup_epochs=3, epochs=2), "warmup_epochs must be a number from 0 to epochs"),
+    (dict(optimizer="adam"), "optimizer must be one of sgd, adamw, got 'adam'"),
+    (dict(epochs=2.5), "epochs must be an integer >= 1, got 2.5"),
+    (dict(channels_last="yes"), "channels_last must be true or false"),
+    (dict(init_from="nope"), "init_from must be null, an experiment"),
+    (dict(init_from={"advsimplenet": {"init_from": "simplenet"}}), "must be a run that does not itself use init_from"),
+    (dict(init_from={"simplenet": {"lr": -1}}), "simplenet: lr must be a finite number > 0"),
+    (dict(train_batches=0), "train_batches must be an integer >= 1, or null"),
+])
+def test_config_checks_every_setting(settings, message):
+    with pytest.raises(experiments.ConfigError, match=message):
+        experiments.config("advsimplenet", "smoke", **settings)
+
+
+def test_set_values_parse_as_json_or_yaml_scalars():
+    overrides, attack = settings.parse_assignments([
+        "simplenet.epochs=20", "simplenet.lr=1e-3", "simplenet.amp=off", "simplenet.model_kwargs.conv=custom",
+        "advsimplenet.init_from={simplenet: {epochs: 20}}", "vit.train_images=null", "attack.epsilon=8"])
+    assert overrides == {"simplenet": {"epochs": 20, "lr": 0.001, "amp": "off", "model_kwargs": {"conv": "custom"}},
+                         "advsimplenet": {"init_from": {"simplenet": {"epochs": 20}}},
+                         "vit": {"train_images": None}}
+    assert attack == {"epsilon": 8}
+    with pytest.raises(settings.ConfigError, match="--set takes EXPERIMENT.SETTING=VALUE"):
+        settings.parse_assignments(["epochs=3"])
+
+
+# ----------------------------------------------------------------------------- study parameters
+
+def test_attack_settings_are_pixel_units_with_overrides_in_255ths():
+    harness = experiments.attack_settings("sample")
+    assert harness["default"]["epsilon"] == pytest.approx(0.1 * attacks.PIXEL_PER_NORMALIZED)
+    assert harness["default"]["step_size"] == pytest.approx(harness["default"]["epsilon"] / 10)
+    assert harness["images"] is None and experiments.attack_settings("smoke")["images"] == 16
+    changed = experiments.attack_settings("sample", epsilon=8, steps=20, images=50)
+    assert changed["default"] == {"num_steps": 20, "epsilon": pytest.approx(8 / 255),
+                                  "step_size": pytest.approx(8 / 255 / 20)}
+    assert changed["images"] == 50
+    assert experiments.attack_settings("sample", step_size=2)["default"]["step_size"] == pytest.approx(2 / 255)
+    assert experiments.attack_settings("full", dry_run=True)["images"] == experiments.DRY_RUN["attack_images"]
+    attacks.PGDAttack(**changed["default"])  # accepted as they are
+    for bad, message in ((dict(eps=8), "unknown attack setting.*eps.*valid: epsilon"),
+                         (dict(epsilon=0), "attack epsilon must be a number in \\(0, 255\\]"),
+                         (dict(steps=0), "attack steps must be an integer >= 1")):
+        with pytest.raises(settings.ConfigError, match=message):
+            experiments.attack_settings("sample", **bad)
+
+
+def test_describe_settings_states_every_change_and_a_dry_run():
+    text = study.describe_settings("sample", {"simplenet": {"epochs": 20, "lr": 0.05}}, {"epsilon": 8}, dry_run=True)
+    assert text.startswith("**DRY RUN**")
+    assert "`simplenet`: epochs = 20 (registry: 8)" in text
+    assert "lr" not in text  # 0.05 is the registry's value: not a change
+    assert "`attack`: epsilon = 8/255 (registry: 5.76/255)" in text
+    assert study.describe_settings("smoke").endswith("unchanged.")
+
+
+def test_study_checks_its_overrides_and_keeps_them_per_experiment(tmp_path):
+    with pytest.raises(experiments.ConfigError, match="unknown experiment 'simplenett'"):
+        study.Study("smoke", overrides={"simplenett": {"epochs": 1}})
+    with pytest.raises(experiments.ConfigError, match="unknown setting.*epoch of simplenet"):
+        study.Study("smoke", overrides={"simplenet": {"epoch": 1}})
+    plan = study.Study("smoke", overrides={"simplenet": {"epochs": 1}})
+    assert plan.config("simplenet")["epochs"] == 1 and plan.config("improvednet")["epochs"] == 2
+    # an overridden run keeps its own directory; the registry's source of init_from stays the registry's
+    assert experiments.run_dir("simplenet", "smoke", {"epochs": 1}) != experiments.run_dir("simplenet", "smoke")
+
+
+def test_dry_run_is_capped_lives_apart_and_is_marked(tmp_path):
+    dry = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, dry_run=True)
+    assert dry.dir == tmp_path / "runs" / "simplenet" / "smoke-dryrun"
+    assert not experiments.run_dir("simplenet", "smoke", results_dir=tmp_path).exists()
+    cfg = dry.metrics["provenance"]["config"]
+    caps = experiments.DRY_RUN
+    assert cfg["dry_run"] is True and cfg["train_batches"] == caps["train_batches"]
+    assert cfg["val_batches"] == caps["val_batches"] and dry.metrics["epochs"] == caps["epochs"]
+    uncapped = 96 // 16  # smoke: 96 training images in batches of 16; log_every 1 logs every step
+    assert dry.steps["step"].max() == caps["epochs"] * caps["train_batches"] < caps["epochs"] * uncapped
+    assert experiments.config("simplenet", "smoke")["dry_run"] is False
+    # offline, a dry run's ResNet-18 starts from scratch instead of stopping (the run says which happened)
+    assert experiments.config("resnet18", "full", dry_run=True)["model_kwargs"]["pretrained"] == "auto"

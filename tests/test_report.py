@@ -1,8 +1,15 @@
 """The report runner: every notebook through papermill in the smoke profile, PDF and HTML export."""
+import io
+import os
+import subprocess
+import sys
+
 import nbformat
 import pytest
 
-from lib import report
+from lib import experiments, progress, report
+from lib.__main__ import main
+from lib.data import PROJECT_ROOT
 
 
 def test_smoke_report_end_to_end(tmp_path, monkeypatch):
@@ -45,3 +52,96 @@ def test_missing_pdf_tools_say_what_to_install(monkeypatch):
     monkeypatch.setattr(report.shutil, "which", lambda tool: None)
     with pytest.raises(report.ReportError, match="apt-get install texlive-xetex .* pandoc"):
         report.check_pdf_tools()
+
+
+def settings_notebook(directory):
+    """A one-experiment notebook with the report's parameters: runs simplenet through a Study."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "sample"\ndata_dir = ""\ndevice = "auto"\nforce_retrain = False\n'
+                                       'overrides = {}\nattack = {}\ndry_run = False')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from lib import experiments\nfrom lib.plots import say\nfrom lib.study import Study, describe_settings\n"
+        "run = Study(profile, data_dir, device, force_retrain, dry_run, overrides).run('simplenet')\n"
+        "say(describe_settings(profile, overrides, attack, dry_run))\n"
+        "say(f\"run {run.dir.name}, images {experiments.attack_settings(profile, dry_run, **attack)['images']}\")")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, directory / "01_settings.ipynb")
+
+
+def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys):
+    """Overrides and dry_run reach the kernel; the dry run's report, notebooks and run are kept apart."""
+    monkeypatch.setenv("MINIPLACES_OUTPUT", str(tmp_path))
+    notebooks, results = tmp_path / "nbs", tmp_path / "results"
+    notebooks.mkdir()
+    settings_notebook(notebooks)
+    out = report.build(profile="smoke", formats=("html",), results_dir=results, directory=notebooks, dry_run=True,
+                       overrides={"simplenet": {"epochs": 1}}, attack={"epsilon": 8})
+    assert out["report"] == [results / "report-dryrun.html"] and not (results / "report.html").exists()
+    assert out["notebooks"] == [results / "notebooks-dryrun" / "01_settings.ipynb"]
+    html = out["report"][0].read_text()
+    assert "DRY RUN: MiniPlaces" in html
+    assert "epochs = 1 (registry: 2)" in html and "epsilon = 8/255" in html
+    runs = list((tmp_path / "results" / "runs" / "simplenet").iterdir())
+    assert [run.name.startswith("smoke-dryrun-") for run in runs] == [True]
+    assert f"run {runs[0].name}, images {experiments.DRY_RUN['attack_images']}" in html
+    assert out["times"]["01_settings.ipynb"][1:] == (1, 0)  # one run trained, none re-used
+    err = capsys.readouterr().err
+    assert "[1/1] 01_settings.ipynb (smoke profile, DRY RUN)" in err and "simplenet: epoch 1/1" in err
+    assert "Kernel is running over TCP without encryption" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--profile", "nosuch"], "error: unknown profile 'nosuch'; valid profiles: full, sample, smoke"),
+    (["--format", "docx"], "error: unknown report format(s) docx; valid formats: pdf, html"),
+    (["--notebooks", "07"], "error: no notebook name starts with 07; notebooks: 00_data, "),
+    (["--set", "simplenet.epochs=0"], "error: simplenet: epochs must be an integer >= 1, got 0"),
+    (["--set", "simplenet.batch_size=500"], "error: simplenet: batch_size must be from 1 to the number of training"),
+    (["--set", "simplenett.epochs=3"], "error: unknown experiment 'simplenett'"),
+    (["--set", "attack.eps=8"], "error: unknown attack setting(s) eps; valid: epsilon (pixels /255)"),
+    (["--data-dir", "/nonexistent"], "error: /nonexistent/train.txt not found"),
+])
+def test_report_checks_its_request_before_any_kernel(tmp_path, monkeypatch, capsys, argv, message):
+    started = []
+    monkeypatch.setattr(report, "execute", lambda *args: started.append(args))
+    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path / "results")
+    assert main(["report", "--profile", "smoke", "--format", "html", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert not started and not (tmp_path / "results").exists()
+
+
+def test_papermill_yaml_overrides_reach_a_notebook(tmp_path):
+    """The README's command: papermill -y with overrides; notebook 00 states the changed settings."""
+    out = tmp_path / "00.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(report.NOTEBOOKS_DIR / "00_data.ipynb"), str(out), "-p", "profile",
+           "smoke", "-y", "overrides: {simplenet: {epochs: 20, lr: 0.02}}", "--cwd", str(PROJECT_ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MINIPLACES_OUTPUT": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nbformat.read(out, as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs)
+    assert "`simplenet`: epochs = 20 (registry: 2)" in text and "`simplenet`: lr = 0.02 (registry: 0.1)" in text
+
+
+def test_monitor_prints_runs_and_epochs_with_eta(tmp_path):
+    run_dir, lines = tmp_path / "run", io.StringIO()
+    run_dir.mkdir()
+    with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
+        announce = lambda event: progress.announce(event, "simplenet", run_dir, {"epochs": 4})
+        announce("train")
+        announce("fit")
+        monitor.poll()
+        (run_dir / "history.csv").write_text("epoch,val_acc1\n1,3.5\n2,4.25\n")
+        monitor.poll()
+        announce("finished")
+        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
+    printed = lines.getvalue()
+    assert f"simplenet: training 4 epochs in {run_dir}" in printed
+    assert "simplenet: epoch 2/4  val top-1 4.25%" in printed and "ETA" in printed
+    assert "simplenet: finished in" in printed and f"vit: re-using the finished run in {tmp_path / 'vit'}" in printed
+    assert [e["event"] for e in monitor.events] == ["train", "fit", "finished", "cached"]
+    assert progress.PROGRESS_ENV not in os.environ
+    table = progress.time_table({"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0)})
+    assert table.splitlines()[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "4", "0"]
+    assert table.splitlines()[-1].split() == ["total", "6", "min", "31", "s"]

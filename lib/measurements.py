@@ -1,0 +1,133 @@
+"""Cost measurements of the report (time and peak memory of a training step, FLOPs, parameters), cached beside
+the runs they describe (lib.cache), so that a re-render repeats no measurement.
+
+Every measurement builds fresh models from the runs' configurations (the trained weights do not change a
+step's cost) and times them side by side with `lib.stepcost.compare_training_steps`, taking turns so that other
+load on the machine slows each alike. Times are seconds per step, memory MiB, FLOPs per image.
+"""
+import torch
+from torch.utils.data import DataLoader
+
+from lib import devices, experiments, stepcost, train, vit
+from lib.cache import cached
+
+
+def _key(device, partner):
+    """(device, cache settings): the device type, and the identity of the other run of the comparison (the
+    cache is kept beside one run; its key must change when the other one is retrained or reconfigured too)."""
+    dev = devices.resolve_device(device)
+    return dev, {"device": dev.type, "partner": {"config": partner.config,
+                                                 "finished_at": partner.metrics["provenance"]["finished_at"]}}
+
+
+def _parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def conv_costs(native_run, custom_run, device="auto", force=False):
+    """SimpleNet with nn.Conv2d against the custom convolution: one training step on one augmented batch of
+    training images (batch size of the run, at most the training set), 3 rounds of 3 timed steps.
+
+    Returns {'native': ..., 'custom': ...} each {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}, plus
+    'batch', 'image_size' and 'device_name'. Cached beside the custom run.
+    """
+    dev, key = _key(device, native_run)
+    cfg = native_run.config
+
+    def compute():
+        train_set, _, augment, _ = experiments.datasets(cfg)
+        batch = min(cfg["batch_size"], len(train_set))
+        images, labels = next(iter(DataLoader(train_set, batch_size=batch)))
+        images, labels = augment.to(dev)(images.to(dev)), labels.to(dev)
+        models = {}
+        for name, run in (("native", native_run), ("custom", custom_run)):
+            torch.manual_seed(0)
+            models[name] = experiments.build_model(run.config).to(dev)
+        steps = stepcost.compare_training_steps(models, images, labels)
+        return {**steps, "batch": batch, "image_size": cfg["image_size"], "device_name": devices.device_name(dev)}
+    return cached(custom_run, "conv-costs", key, compute, force)
+
+
+def vit_costs(window_run, global_run, device="auto", force=False):
+    """The windowed against the all-global ViT at the trained size: attention and forward FLOPs per image,
+    parameters, and a full training step (each with its training optimizer) on a random batch of the training
+    batch size. Returns {'window': ..., 'global': ..., 'batch', 'image_size', 'device_name'}. Cached beside the
+    windowed run.
+    """
+    dev, key = _key(device, global_run)
+    cfg = window_run.config
+
+    def compute():
+        size, batch = cfg["image_size"], cfg["batch_size"]
+        runs = {"window": window_run, "global": global_run}
+        images, targets = _random_batch(batch, size, dev)
+        models = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
+        optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in models.items()}
+        steps = stepcost.compare_training_steps(models, images, targets, optimizers)
+        costs = {name: {**steps[name], "attention_flops": vit.attention_flops(m, size),
+                        "forward_flops": stepcost.forward_flops(m, images[:1]), "parameters": _parameters(m)}
+                 for name, m in models.items()}
+        return {**costs, "batch": batch, "image_size": size, "device_name": devices.device_name(dev)}
+    return cached(window_run, "vit-costs", key, compute, force)
+
+
+def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto", force=False):
+    """vit_costs' step measurement as the token grid grows: images of scale x the trained size (same patch),
+    a batch of `batch`, one round. Returns {'rows': [{'model', 'tokens', 'seconds_per_step', 'images_per_s',
+    'peak_memory_mb', 'attention_flops'}], 'device_name'}. Cached beside the windowed run.
+    """
+    dev, key = _key(device, global_run)
+    key.update(scales=list(scales), batch=batch)
+
+    def compute():
+        runs = {"window": window_run, "global": global_run}
+        rows = []
+        for scale in scales:
+            side = scale * window_run.config["image_size"]
+            sized = {name: experiments.build_model({**run.config, "image_size": side}).to(dev)
+                     for name, run in runs.items()}
+            x, y = _random_batch(batch, side, dev)
+            optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in sized.items()}
+            measured = stepcost.compare_training_steps(sized, x, y, optimizers, rounds=1)
+            grid = vit.token_grid(side, sized["window"].patch_embed.patch_size)
+            rows += [{"model": name, "tokens": grid[0] * grid[1], **measured[name],
+                      "attention_flops": vit.attention_flops(m, side)} for name, m in sized.items()]
+        return {"rows": rows, "device_name": devices.device_name(dev)}
+    return cached(window_run, "vit-scaling", key, compute, force)
+
+
+def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
+    """SimpleNet against the windowed ViT: parameters, forward FLOPs per image and a training step measured side
+    by side on one random batch of the ViT's training size, each with its own optimizer. Returns {'cnn': ...,
+    'vit': ..., 'batch', 'device_name'}. Cached beside the ViT run.
+    """
+    dev, key = _key(device, cnn_run)
+    cfg = vit_run.config
+
+    def compute():
+        runs = {"cnn": cnn_run, "vit": vit_run}
+        images, targets = _random_batch(cfg["batch_size"], cfg["image_size"], dev)
+        nets = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
+        optimizers = {name: train.build_optimizer(net, runs[name].config) for name, net in nets.items()}
+        steps = stepcost.compare_training_steps(nets, images, targets, optimizers)
+        costs = {name: {**steps[name], "parameters": _parameters(net),
+                        "forward_flops": stepcost.forward_flops(net, images[:1])} for name, net in nets.items()}
+        return {**costs, "batch": cfg["batch_size"], "device_name": devices.device_name(dev)}
+    return cached(vit_run, "cnn-vs-vit", key, compute, force)
+
+
+def parameters(run, device="cpu", force=False):
+    """Number of parameters of a run's model (from a fresh build; pretrained weights are not fetched)."""
+    def compute():
+        cfg = dict(run.config, model_kwargs={**run.config["model_kwargs"], **(
+            {"pretrained": False} if run.config["model"] == "resnet18" else {})})
+        return {"parameters": _parameters(experiments.build_model(cfg))}
+    return cached(run, "parameters", {}, compute, force)["parameters"]
+
+
+def _random_batch(batch, size, device, num_classes=100):
+    """Seeded random pixel images (batch, 3, size, size) and labels: step costs do not depend on content."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, size, size, generator=generator)
+    labels = torch.randint(0, num_classes, (batch,), generator=generator)
+    return images.to(device), labels.to(device)

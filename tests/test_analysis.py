@@ -1,0 +1,59 @@
+"""Cached per-image analyses of a finished smoke run: computed once, re-read without a model, never overwritten."""
+import numpy as np
+import pytest
+import torch
+
+from lib import analysis, cache, experiments
+from lib.attacks import PGDAttack
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    torch.set_num_threads(1)
+    results = tmp_path_factory.mktemp("results")
+    return experiments.run("simplenet", "smoke", results_dir=results, progress=False, device="cpu", epochs=1)
+
+
+def no_model(monkeypatch, run):
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached analysis loaded the model")
+    monkeypatch.setattr(type(run), "load_model", fail)
+
+
+def test_predictions_match_the_run_and_are_cached(run, monkeypatch):
+    first = analysis.predictions(run, device="cpu")
+    assert first["top5"].shape == (48, 5) and first["label"].shape == (48,)
+    assert 100 * analysis.correct(first).mean() == pytest.approx(run.metrics["val_acc1"])
+    assert 100 * analysis.correct(first, k=5).mean() == pytest.approx(run.metrics["val_acc5"])
+    no_model(monkeypatch, run)
+    again = analysis.predictions(run)
+    np.testing.assert_array_equal(again["top5"], first["top5"])
+
+
+def test_attack_evaluation_cached_with_per_image_results_and_provenance(run, monkeypatch):
+    attack = PGDAttack(num_steps=3, step_size=2 / 255, epsilon=6 / 255)
+    by_steps = analysis.attack_evaluation(run, attack, images=20, steps=[1, 3], device="cpu")
+    assert sorted(by_steps) == [1, 3]
+    result = by_steps[3]
+    assert result["num_images"] == 20 and len(result["index"]) == 20
+    assert 100 * analysis.correct(result["per_image"], top="adv_top5").mean() == pytest.approx(result["adv_acc1"])
+    settings = {"attack": analysis.attack_settings(attack), "steps": [1, 3], "images": 20}
+    record = cache.provenance(run, "attack", settings)
+    assert record["run"] == "simplenet/" + run.dir.name and record["run_finished_at"]
+    no_model(monkeypatch, run)
+    assert analysis.attack_evaluation(run, attack, images=20, steps=[3, 1])[3]["adv_acc1"] == result["adv_acc1"]
+
+
+def test_force_recomputes_and_keeps_the_previous_files(run):
+    analysis.predictions(run, device="cpu")
+    analysis.predictions(run, device="cpu", force=True)
+    kept = list((run.dir / "analyses").glob("predictions-*.replaced-*.json"))
+    assert len(kept) == 1
+
+
+def test_cache_round_trips_nested_arrays_and_values(run):
+    computed = {"a": np.arange(3), "nested": {"b": np.ones((2, 2)), "note": "x"}, "n": 4}
+    got = cache.cached(run, "test", {"k": 1}, lambda: computed)
+    assert got["n"] == 4 and got["nested"]["note"] == "x"
+    np.testing.assert_array_equal(got["nested"]["b"], np.ones((2, 2)))
+    assert cache.cached(run, "test", {"k": 1}, lambda: pytest.fail("recomputed"))["a"].tolist() == [0, 1, 2]

@@ -1,0 +1,69 @@
+"""Verdicts on the reference report's findings follow from the numbers and the tests."""
+import numpy as np
+
+from lib import findings, stats
+from lib.findings import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+
+
+def pair(only_a, only_b, both=10, neither=80):
+    """paired_difference of two models with the given counts of discordant and concordant images."""
+    a = np.array([1] * both + [1] * only_a + [0] * only_b + [0] * neither, bool)
+    b = np.array([1] * both + [0] * only_a + [1] * only_b + [0] * neither, bool)
+    return stats.paired_difference(a, b)
+
+
+def costs(native=(1.0, 100.0), custom=(1.5, 180.0)):
+    return {"native": {"seconds_per_step": native[0], "peak_memory_mb": native[1]},
+            "custom": {"seconds_per_step": custom[0], "peak_memory_mb": custom[1]},
+            "batch": 64, "image_size": 64, "device_name": "cpu"}
+
+
+def test_custom_conv_needs_both_slower_and_more_memory():
+    assert findings.judge_custom_conv(costs())["verdict"] == REPRODUCED
+    same_memory = findings.judge_custom_conv(costs(custom=(1.5, 102.0)))
+    assert same_memory["verdict"] == NOT_REPRODUCED and "memory about the same" in same_memory["evidence"]
+
+
+def test_better_needs_a_significant_difference_in_the_claimed_direction():
+    assert findings.judge_better(pair(20, 2), "ImprovedNet", "SimpleNet", "x")["verdict"] == REPRODUCED
+    unclear = findings.judge_better(pair(5, 1), "ImprovedNet", "SimpleNet", "x")  # McNemar p = 0.219
+    assert unclear["verdict"] == NOT_REPRODUCED and "cannot tell the two apart" in unclear["evidence"]
+    assert findings.judge_better(pair(2, 20), "ImprovedNet", "SimpleNet", "x")["verdict"] == NOT_REPRODUCED
+
+
+def test_resnet_without_imagenet_weights_is_not_testable():
+    pairs = {"SimpleNet": pair(30, 1), "ImprovedNet": pair(25, 2)}
+    assert findings.judge_resnet_best(pairs, pretrained=False)["verdict"] == NOT_TESTABLE
+    assert findings.judge_resnet_best(pairs, pretrained=True)["verdict"] == REPRODUCED
+    pairs["ImprovedNet"] = pair(3, 2)
+    assert findings.judge_resnet_best(pairs, pretrained=True)["verdict"] == NOT_REPRODUCED
+
+
+def vit_costs(time_ratio, memory_ratio, flops_ratio=0.5):
+    return {"window": {"attention_flops": flops_ratio, "seconds_per_step": time_ratio, "peak_memory_mb": memory_ratio},
+            "global": {"attention_flops": 1.0, "seconds_per_step": 1.0, "peak_memory_mb": 1.0},
+            "batch": 64, "image_size": 64}
+
+
+def test_window_attention_needs_saved_compute_and_no_accuracy_difference():
+    assert findings.judge_window_attention(vit_costs(0.8, 0.9), pair(4, 5))["verdict"] == REPRODUCED
+    assert findings.judge_window_attention(vit_costs(1.0, 1.0), pair(4, 5))["verdict"] == NOT_REPRODUCED
+    assert findings.judge_window_attention(vit_costs(0.8, 0.9), pair(2, 30))["verdict"] == NOT_REPRODUCED
+
+
+def test_collapse_needs_a_large_significant_drop():
+    drop = pair(only_a=20, only_b=0, both=1, neither=79)  # clean right on 21, attacked on 1
+    result = {"num_images": 100, "clean_acc1": 21.0, "adv_acc1": 1.0}
+    assert findings.judge_collapse(result, drop)["verdict"] == REPRODUCED
+    mild = {"num_images": 100, "clean_acc1": 21.0, "adv_acc1": 15.0}
+    assert findings.judge_collapse(mild, pair(6, 0, both=15, neither=79))["verdict"] == NOT_REPRODUCED
+    nothing = pair(0, 0, both=0, neither=100)
+    zero = {"num_images": 100, "clean_acc1": 0.0, "adv_acc1": 0.0}
+    assert findings.judge_collapse(zero, nothing)["verdict"] == NOT_TESTABLE
+
+
+def test_adversarial_training_needs_robustness_and_a_clean_cost():
+    assert findings.judge_adversarial_training(pair(30, 2), pair(2, 30))["verdict"] == REPRODUCED
+    free = findings.judge_adversarial_training(pair(30, 2), pair(3, 4))
+    assert free["verdict"] == NOT_REPRODUCED and "Without attack" in free["evidence"]
+    assert findings.judge_adversarial_training(pair(3, 5), pair(2, 30))["verdict"] == NOT_REPRODUCED
