@@ -8,13 +8,14 @@ import math
 
 import yaml
 
+from lib.train import AMP_CHOICES
+
 
 class ConfigError(ValueError):
     """An unknown experiment, profile or setting, or a setting out of range; the message says what is valid."""
 
 
 OPTIMIZERS = ("sgd", "adamw")
-AMP_MODES = ("auto", "bf16", "off")
 ATTACK_KEYS = {"epsilon": "pixels /255", "step_size": "pixels /255", "steps": "PGD iterations",
                "images": "validation images attacked"}
 
@@ -47,7 +48,7 @@ TRAINING_CHECKS = {
     "label_smoothing": (lambda v, c: _number(v, 0, 1, high_open=True), "a number in [0, 1)"),
     "seed": (lambda v, c: _integer(v, 0), "an integer >= 0"),
     "optimizer": (lambda v, c: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
-    "amp": (lambda v, c: v in AMP_MODES, "one of " + ", ".join(AMP_MODES) + " (quote 'off' in YAML)"),
+    "amp": (lambda v, c: v in AMP_CHOICES, "one of " + ", ".join(AMP_CHOICES) + " (quote 'off' in YAML)"),
     "channels_last": (lambda v, c: isinstance(v, bool), "true or false"),
     "image_size": (lambda v, c: _integer(v, 32), "an integer >= 32 (pixels)"),
     "train_images": (lambda v, c: _optional_integer(v, 1), "an integer >= 1, or null for all"),
