@@ -11,6 +11,7 @@ A configuration is plain data, resolved in this order (later wins)::
 Profiles change sizes and epochs, never code paths: `smoke` (seconds, for tests), `sample` (the embedded
 sample on a CPU, the default) and `full` (the real data set on a GPU with the reference settings).
 """
+import functools
 import hashlib
 import json
 import os
