@@ -6,6 +6,8 @@ lib.experiments.Run; `device` is only used when something has to be computed; `f
 (the previous files are kept renamed). Accuracies are percentages; per-image arrays follow the
 validation set's order (`index` holds the validation-set index of each row).
 """
+from itertools import islice
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -21,7 +23,8 @@ CURVE_IMAGES = 200
 
 
 def predictions(run, device="auto", force=False):
-    """Top-5 classes of the run's final model (checkpoint.pth) on every image of its validation set.
+    """Top-5 classes of the run's final model (checkpoint.pth) on every image of its validation set (on the
+    first `val_batches` batches in a capped run, as its own evaluation).
 
     Returns {'index': (n,), 'label': (n,), 'top5': (n, 5) class indices by decreasing logit,
     'rank': (n,) other classes scoring at least as high as the label (train.label_rank)}.
@@ -33,7 +36,8 @@ def predictions(run, device="auto", force=False):
         transform = transform.to(dev)
         labels, tops, ranks = [], [], []
         with torch.no_grad():
-            for images, batch_labels in DataLoader(val_set, batch_size=run.config["val_batch_size"]):
+            loader = DataLoader(val_set, batch_size=run.config["val_batch_size"])
+            for images, batch_labels in islice(loader, run.config.get("val_batches")):
                 logits = model(transform(images.to(dev)))
                 tops.append(logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy().astype(np.int16))
                 labels.append(batch_labels.numpy().astype(np.int64))

@@ -20,6 +20,11 @@ def _key(device, partner):
                                                  "finished_at": partner.metrics["provenance"]["finished_at"]}}
 
 
+def _effort(run):
+    """compare_training_steps' rounds and repeats: one timed step per model in a capped (dry) run."""
+    return dict(rounds=1, repeats=1) if run.config.get("dry_run") else {}
+
+
 def _parameters(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -43,7 +48,7 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
         for name, run in (("native", native_run), ("custom", custom_run)):
             torch.manual_seed(0)
             models[name] = experiments.build_model(run.config).to(dev)
-        steps = stepcost.compare_training_steps(models, images, labels)
+        steps = stepcost.compare_training_steps(models, images, labels, **_effort(native_run))
         return {**steps, "batch": batch, "image_size": cfg["image_size"], "device_name": devices.device_name(dev)}
     return cached(custom_run, "conv-costs", key, compute, force)
 
@@ -63,7 +68,7 @@ def vit_costs(window_run, global_run, device="auto", force=False):
         images, targets = _random_batch(batch, size, dev)
         models = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
         optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in models.items()}
-        steps = stepcost.compare_training_steps(models, images, targets, optimizers)
+        steps = stepcost.compare_training_steps(models, images, targets, optimizers, **_effort(window_run))
         costs = {name: {**steps[name], "attention_flops": vit.attention_flops(m, size),
                         "forward_flops": stepcost.forward_flops(m, images[:1]), "parameters": _parameters(m)}
                  for name, m in models.items()}
@@ -88,7 +93,7 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
                      for name, run in runs.items()}
             x, y = _random_batch(batch, side, dev)
             optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in sized.items()}
-            measured = stepcost.compare_training_steps(sized, x, y, optimizers, rounds=1)
+            measured = stepcost.compare_training_steps(sized, x, y, optimizers, **dict(_effort(window_run), rounds=1))
             grid = vit.token_grid(side, sized["window"].patch_embed.patch_size)
             rows += [{"model": name, "tokens": grid[0] * grid[1], **measured[name],
                       "attention_flops": vit.attention_flops(m, side)} for name, m in sized.items()]
@@ -109,7 +114,7 @@ def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
         images, targets = _random_batch(cfg["batch_size"], cfg["image_size"], dev)
         nets = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
         optimizers = {name: train.build_optimizer(net, runs[name].config) for name, net in nets.items()}
-        steps = stepcost.compare_training_steps(nets, images, targets, optimizers)
+        steps = stepcost.compare_training_steps(nets, images, targets, optimizers, **_effort(vit_run))
         costs = {name: {**steps[name], "parameters": _parameters(net),
                         "forward_flops": stepcost.forward_flops(net, images[:1])} for name, net in nets.items()}
         return {**costs, "batch": cfg["batch_size"], "device_name": devices.device_name(dev)}
