@@ -121,6 +121,11 @@ def format_p(p):
     return "< 0.001" if p < 0.001 else f"{p:.3g}"
 
 
+def p_phrase(p):
+    """A p value in a sentence: 'p = 0.219', or 'p < 0.001'."""
+    return f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
+
+
 def describe_pair(pair, name_a, name_b, digits=1):
     """A sentence fragment on a paired comparison (a dict of `paired_difference`), with its verdict.
 
@@ -129,7 +134,7 @@ def describe_pair(pair, name_a, name_b, digits=1):
     """
     d, lo, hi = (100 * pair[key] for key in ("difference", "low", "high"))
     numbers = (f"{name_a} minus {name_b}: {d:+.{digits}f} points [{lo:+.{digits}f}, {hi:+.{digits}f}], "
-               f"{pair['b']} vs {pair['c']} discordant images of {pair['n']:,}, McNemar p = {format_p(pair['p'])}")
+               f"{pair['b']} vs {pair['c']} discordant images of {pair['n']:,}, McNemar {p_phrase(pair['p'])}")
     if significant(pair):
         better = name_a if d > 0 else name_b
         return f"{numbers}: {better} is more accurate on these images."

@@ -82,6 +82,7 @@ def test_paired_difference_needs_same_images():
 def test_describe_and_verdicts():
     assert stats.describe(7, 100) == "7.0% [3.4, 13.7] (n = 100)"
     assert stats.format_p(0.21875) == "0.219" and stats.format_p(1e-5) == "< 0.001"
+    assert stats.p_phrase(0.21875) == "p = 0.219" and stats.p_phrase(1e-5) == "p < 0.001"
     same = stats.paired_difference(np.array([1, 0] * 5, bool), np.array([0, 1] * 5, bool))
     assert "cannot tell the two apart" in stats.describe_pair(same, "A", "B")
     strong = stats.paired_difference(np.ones(40, bool), np.zeros(40, bool))
