@@ -86,7 +86,8 @@ def judge_window_attention(costs, pair):
                 f"memory of the all-global model (batch {costs['batch']} at {costs['image_size']} px). Accuracy, "
                 + stats.describe_pair(pair, "window", "global"))
     verdict = REPRODUCED if fewer_flops and measured and similar else NOT_REPRODUCED
-    return _verdict("Window attention cuts compute and memory at similar accuracy.", verdict, evidence)
+    return _verdict("Window attention saves compute (fewer attention FLOPs and a faster or leaner measured step) "
+                    "at similar accuracy.", verdict, evidence)
 
 
 def judge_collapse(result, clean_vs_attacked):
