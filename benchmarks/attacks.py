@@ -10,7 +10,6 @@ freezing the parameters saves. Writes benchmarks/attacks.json.
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 
 from lib.attacks import PGDAttack, frozen_eval
 from lib.data import Normalize
+from lib.stepcost import timed
 
 ATTACKS = {  # name -> PGDAttack settings
     "PGD-1, least-likely": dict(num_steps=1),
@@ -48,17 +48,6 @@ def build_model():
     return SimpleNet(conv_op=nn.Conv2d, num_classes=100), "lib.cnn.SimpleNet"
 
 
-def seconds(fn, device):
-    """Wall time of fn() in seconds, synchronising the device around it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def input_grad_steps(model, images, labels, num_steps):
     """The floor: num_steps x (forward + backward w.r.t. the input), parameters frozen."""
     with frozen_eval(model):
@@ -80,7 +69,7 @@ def medians(pairs, repeats, device):
     for repeat in range(repeats + 1):
         for name, fns in pairs.items():
             for fn, samples in zip(fns, times[name]):
-                elapsed = seconds(fn, device)
+                elapsed = timed(fn, device)
                 if repeat:
                     samples.append(elapsed)
     return {name: tuple(statistics.median(samples) for samples in both) for name, both in times.items()}

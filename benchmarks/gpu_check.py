@@ -29,7 +29,7 @@ from torch.utils.data import TensorDataset
 
 from lib import data, experiments
 from lib.devices import device_name, peak_memory_mb, resolve_device
-from lib.stepcost import forward_flops
+from lib.stepcost import forward_flops, timed
 from lib.train import Trainer
 
 FULL_IMAGES = {"train": 100_000, "val": 10_000}  # the official MiniPlaces splits
@@ -78,16 +78,6 @@ def synthetic(count, side, seed):
                          torch.randint(0, data.NUM_CLASSES, (count,), generator=generator))
 
 
-def _timed(device, work):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    work()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def measure(name, profile, device, amp, channels_last, steps):
     """One experiment's training and validation rate (images/s) over `steps` batches each, after a
     warm-up pass of the same length, and the peak memory (MiB) of the measured pass."""
@@ -104,8 +94,8 @@ def measure(name, profile, device, amp, channels_last, steps):
         trainer.validate()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        train_s = _timed(device, trainer.train_epoch)
-        val_s = _timed(device, trainer.validate)
+        train_s = timed(trainer.train_epoch, device)
+        val_s = timed(trainer.validate, device)
     train_rate, val_rate = len(train_set) / train_s, len(val_set) / val_s
     return {"experiment": name, "amp": amp, "channels_last": channels_last, "train images/s": train_rate,
             "val images/s": val_rate, "peak MiB": peak_memory_mb(device),

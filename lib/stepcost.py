@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from lib.devices import PRECISIONS, precision_context, synchronize
 
 
-def _timed(step, device):
+def timed(step, device):
     """Wall-clock seconds of step(), the device's queued work included."""
     synchronize(device)
     start = time.perf_counter()
@@ -81,7 +81,7 @@ def measure_training_step(model, images, labels, optimizer=None, repeats=5, prec
     model.train()
     with precision_context(precision, device):
         step()
-        times = [_timed(step, device) for _ in range(repeats)]
+        times = [timed(step, device) for _ in range(repeats)]
         optimizer.zero_grad(set_to_none=True)
         peak = _step_peak_bytes(step, device)
     model.train(was_training)
@@ -119,7 +119,7 @@ def bf16_speedup(model, images, labels, repeats=2):
     for round_ in range(repeats + 1):
         for precision in PRECISIONS:
             with precision_context(precision, images.device):
-                took = _timed(step, images.device)
+                took = timed(step, images.device)
             if round_:
                 seconds[precision].append(took)
     return min(seconds["fp32"]) / min(seconds["bf16"])
