@@ -18,16 +18,18 @@ PROGRESS_ENV = "MINIPLACES_PROGRESS"
 
 
 def announce(event, name, path, cfg):
-    """Append one JSON line {event, experiment, dir, epochs} to the progress file, when one is set.
+    """Append one JSON line {event, experiment, dir, epochs, done} to the progress file, when one is set.
 
     Events: 'cached' (a finished run re-used), 'train' (data and model being prepared), 'fit' (the first
-    epoch starts), 'finished'.
+    epoch starts), 'finished'. done: the epochs in the run's history when the event happened, so that a
+    monitor polling later still tells a resumed run from a fresh one.
     """
     progress_file = os.environ.get(PROGRESS_ENV)
     if progress_file and int(os.environ.get("RANK", 0)) == 0:
+        line = {"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"],
+                "done": len(_history(path))}
         with open(progress_file, "a") as out:
-            out.write(json.dumps({"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"]})
-                      + "\n")
+            out.write(json.dumps(line) + "\n")
 
 
 def duration(seconds):
@@ -53,7 +55,7 @@ class Monitor:
     """While active (a `with` block), prints what the runs of notebook kernels started inside it announce.
 
     events: every announcement read so far ({'event': 'cached' | 'train' | 'fit' | 'finished', 'experiment',
-    'dir', 'epochs'}), for the per-notebook counts of the time table.
+    'dir', 'epochs', 'done'}), for the per-notebook counts of the time table.
     """
 
     def __init__(self, path, out=sys.stderr, interval=2.0):
@@ -106,7 +108,7 @@ class Monitor:
         if event["event"] == "cached":
             self.say(f"  {name}: re-using the finished run in {run_dir}")
         elif event["event"] == "train":
-            done = len(_history(run_dir))
+            done = event["done"]
             self.training[run_dir] = dict(name=name, epochs=event["epochs"], first=done, shown=done,
                                           began=time.monotonic(), start=time.monotonic())
             resumed = f", resuming after epoch {done}" if done else ""

@@ -145,3 +145,16 @@ def test_monitor_prints_runs_and_epochs_with_eta(tmp_path):
     table = progress.time_table({"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0)})
     assert table.splitlines()[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "4", "0"]
     assert table.splitlines()[-1].split() == ["total", "6", "min", "31", "s"]
+
+
+def test_monitor_polling_after_a_short_run_does_not_call_it_resumed(tmp_path):
+    """A run that trains and finishes between two polls is shown as fresh, with its epoch, not as resumed."""
+    run_dir, lines = tmp_path / "run", io.StringIO()
+    run_dir.mkdir()
+    with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
+        progress.announce("train", "simplenet", run_dir, {"epochs": 1})
+        (run_dir / "history.csv").write_text("epoch,val_acc1\n1,3.5\n")
+        progress.announce("finished", "simplenet", run_dir, {"epochs": 1})
+        monitor.poll()
+    printed = lines.getvalue()
+    assert "resuming" not in printed and "simplenet: epoch 1/1  val top-1 3.50%" in printed
