@@ -115,16 +115,18 @@ def markdown(rows, columns):
     return "\n".join(lines + ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows])
 
 
-def study_totals(rows, configured_amp):
-    """Projected minutes of the whole study: with the registry's settings (amp as configured, channels_last
-    off) and with each experiment's fastest measured setting. None where an experiment was not measured."""
+def study_totals(rows, configured_amp, profile="full"):
+    """Projected minutes of the whole study: with the registry's settings (amp as configured, each
+    experiment's channels_last in `profile`) and with each experiment's fastest measured setting. None where an
+    experiment was not measured."""
     by_name = {}
     for row in rows:
         if "projected min" in row:
             by_name.setdefault(row["experiment"], []).append(row)
     if set(by_name) != set(experiments.EXPERIMENTS):
         return None
-    configured = [r for rs in by_name.values() for r in rs if r["amp"] == configured_amp and not r["channels_last"]]
+    configured = [r for name, rs in by_name.items() for r in rs if r["amp"] == configured_amp
+                  and r["channels_last"] == study_config(name, profile)["channels_last"]]
     return {"registry settings": sum(r["projected min"] for r in configured) if len(configured) == len(by_name)
             else None, "fastest setting each": sum(min(r["projected min"] for r in rs) for rs in by_name.values())}
 
@@ -199,7 +201,7 @@ def main(argv=None):
                "projected min", "note"]
     print("\n" + markdown(rows, columns))
     configured_amp = "bf16" if device.type == "cuda" else "off"  # what amp="auto" resolves to here
-    totals = study_totals(rows, configured_amp)
+    totals = study_totals(rows, configured_amp, args.profile)
     if totals:
         print("\nprojected whole study (training and validation): " + ", ".join(
             f"{k} {v:.0f} min ({v / 60:.1f} h)" for k, v in totals.items() if v is not None))

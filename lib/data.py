@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from lib.devices import loader_workers
 from lib.download import DATA_MD5, DATA_URL, LISTS_URL, download, verify  # noqa: F401 (re-exported)
 from lib.listfiles import (  # noqa: F401 (re-exported)
     LIST_FILES, NUM_CLASSES, PROJECT_ROOT, SAMPLE_ROOT, SPLITS, DataError, open_rgb, read_categories, read_list)
@@ -169,7 +170,7 @@ def _write_cache(path, files, side, num_workers, desc):
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
             images = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
-            loader = DataLoader(_DecodeFiles(files, side), batch_size=256, num_workers=num_workers,
+            loader = DataLoader(_DecodeFiles(files, side), batch_size=256, num_workers=loader_workers(num_workers),
                                 collate_fn=_stack)
             start = 0
             with tqdm(total=len(files), unit="img", desc=desc) as bar:

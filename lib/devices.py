@@ -72,6 +72,12 @@ def init_distributed(device="auto"):
     return device
 
 
+def loader_workers(requested):
+    """DataLoader worker processes for a request of `requested`: at most the CPU cores this process may run on
+    (more workers than cores only contend with each other and with the training step)."""
+    return min(requested, len(os.sched_getaffinity(0)))
+
+
 def seed_everything(seed):
     """Seed torch (CPU and CUDA) so a run is repeatable."""
     torch.manual_seed(seed)

@@ -25,6 +25,11 @@ def _effort(run):
     return dict(rounds=1, repeats=1) if run.config.get("dry_run") else {}
 
 
+def _batch(run, batch):
+    """The batch size of a measurement: `batch`, at most experiments.DRY_RUN['measure_batch'] in a dry run."""
+    return min(batch, experiments.DRY_RUN["measure_batch"]) if run.config.get("dry_run") else batch
+
+
 def _parameters(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -41,7 +46,7 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
 
     def compute():
         train_set, _, augment, _ = experiments.datasets(cfg)
-        batch = min(cfg["batch_size"], len(train_set))
+        batch = _batch(native_run, min(cfg["batch_size"], len(train_set)))
         images, labels = next(iter(DataLoader(train_set, batch_size=batch)))
         images, labels = augment.to(dev)(images.to(dev)), labels.to(dev)
         models = {}
@@ -63,7 +68,7 @@ def vit_costs(window_run, global_run, device="auto", force=False):
     cfg = window_run.config
 
     def compute():
-        size, batch = cfg["image_size"], cfg["batch_size"]
+        size, batch = cfg["image_size"], _batch(window_run, cfg["batch_size"])
         runs = {"window": window_run, "global": global_run}
         images, targets = _random_batch(batch, size, dev)
         models = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
@@ -79,9 +84,10 @@ def vit_costs(window_run, global_run, device="auto", force=False):
 def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto", force=False):
     """vit_costs' step measurement as the token grid grows: images of scale x the trained size (same patch),
     a batch of `batch`, one round. Returns {'rows': [{'model', 'tokens', 'seconds_per_step', 'images_per_s',
-    'peak_memory_mb', 'attention_flops'}], 'device_name'}. Cached beside the windowed run.
+    'peak_memory_mb', 'attention_flops'}], 'batch', 'device_name'}. Cached beside the windowed run.
     """
     dev, key = _key(device, global_run)
+    batch = _batch(window_run, batch)
     key.update(scales=list(scales), batch=batch)
 
     def compute():
@@ -97,7 +103,7 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
             grid = vit.token_grid(side, sized["window"].patch_embed.patch_size)
             rows += [{"model": name, "tokens": grid[0] * grid[1], **measured[name],
                       "attention_flops": vit.attention_flops(m, side)} for name, m in sized.items()]
-        return {"rows": rows, "device_name": devices.device_name(dev)}
+        return {"rows": rows, "batch": batch, "device_name": devices.device_name(dev)}
     return cached(window_run, "vit-scaling", key, compute, force)
 
 
@@ -111,13 +117,14 @@ def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
 
     def compute():
         runs = {"cnn": cnn_run, "vit": vit_run}
-        images, targets = _random_batch(cfg["batch_size"], cfg["image_size"], dev)
+        batch = _batch(vit_run, cfg["batch_size"])
+        images, targets = _random_batch(batch, cfg["image_size"], dev)
         nets = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
         optimizers = {name: train.build_optimizer(net, runs[name].config) for name, net in nets.items()}
         steps = stepcost.compare_training_steps(nets, images, targets, optimizers, **_effort(vit_run))
         costs = {name: {**steps[name], "parameters": _parameters(net),
                         "forward_flops": stepcost.forward_flops(net, images[:1])} for name, net in nets.items()}
-        return {**costs, "batch": cfg["batch_size"], "device_name": devices.device_name(dev)}
+        return {**costs, "batch": batch, "device_name": devices.device_name(dev)}
     return cached(vit_run, "cnn-vs-vit", key, compute, force)
 
 

@@ -4,6 +4,7 @@ One style for every figure, set here: figures are drawn at the report's text wid
 about 90% of it in the PDF) with fonts of 8-9 pt, so that no text is smaller than 7 pt on the page, and at
 most two panels per row. Every figure is saved to figures/<name>.png and returned for display.
 """
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -54,6 +55,22 @@ def panels(count, height=PANEL_HEIGHT):
     return fig, axes
 
 
+TITLE_PT = 8  # titles over small images (grids, adversarial examples)
+
+
+def wrap_title(text, width_in, size_pt=TITLE_PT):
+    """`text` wrapped to fit `width_in` inches at `size_pt`: class names' underscores become spaces and a line
+    may break after a '/', so that long names break between words (a glyph is taken as 0.6 em wide)."""
+    chars = max(8, int(width_in * 72 / (0.6 * size_pt)))
+    lines = (textwrap.fill(line.replace("_", " ").replace("/", "/ "), chars) for line in text.splitlines())
+    return "\n".join(lines).replace("/ ", "/")
+
+
+def _title_height(titles):
+    """Inches taken by the tallest of `titles` (one line at TITLE_PT plus spacing per line)."""
+    return max((title.count("\n") + 1 for title in titles), default=0) * TITLE_PT * 1.3 / 72 + 0.08
+
+
 def _finish(fig, name):
     fig.tight_layout()
     save(fig, name)
@@ -82,16 +99,18 @@ def curves(runs, name):
 
 
 def image_grid(images, titles, name, ncols=6):
-    """Images (N, 3, H, W) in [0, 1] in a grid of the text width with a title over each. Returns the figure."""
+    """Images (N, 3, H, W) in [0, 1] in a grid of the text width with a title over each (wrapped to its
+    column). Returns the figure."""
     n = len(images)
     nrows = (n + ncols - 1) // ncols
     side = WIDTH / ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, nrows * side * 1.25), squeeze=False)
+    titles = [wrap_title(title, side) for title in titles]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, nrows * (side + _title_height(titles))), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):
         ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=TITLE_PT)
     return _finish(fig, name)
 
 
@@ -118,7 +137,10 @@ def adversarial_examples(images, adversarial, captions, name, epsilon):
     rows = [("original", images), ("adversarial", adversarial), (f"difference x{1 / (2 * epsilon):.0f}", difference)]
     n = len(images)
     side = WIDTH / n
-    fig, axes = plt.subplots(3, n, figsize=(WIDTH, 3 * side * 1.45), squeeze=False)
+    captions = [[wrap_title(text, side) for text in pair] for pair in captions]
+    heights = [side + _title_height([pair[r] for pair in captions]) for r in range(2)] + [side]
+    fig, axes = plt.subplots(3, n, figsize=(WIDTH, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for r, (label, batch) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
@@ -127,7 +149,7 @@ def adversarial_examples(images, adversarial, captions, name, epsilon):
             ax.set_yticks([])
             ax.grid(False)
             if r < 2:
-                ax.set_title(captions[c][r], fontsize=7.5)
+                ax.set_title(captions[c][r], fontsize=TITLE_PT)
         axes[r, 0].set_ylabel(label)
     return _finish(fig, name)
 

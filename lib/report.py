@@ -5,6 +5,7 @@ run: results/notebooks-dryrun/ and results/report-dryrun.*). Everything a reques
 kernel starts; everything is produced in a staging folder first and moved into place only when every notebook
 ran and every export succeeded, so a failure never overwrites the previous good report.
 """
+import contextlib
 import copy
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import zmq
+from jupyter_client import KernelManager
 from traitlets.config import Config
 
 from lib import experiments, progress as terminal
@@ -56,11 +58,43 @@ def check_pdf_tools():
 KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}}) if zmq.has("curve") else Config()
 
 
-def execute(notebook, output, parameters):
-    """Execute one notebook with papermill into `output`; a failing cell raises ReportError naming it."""
+# A fresh kernel costs seconds (start-up, then importing torch and lib), which is most of a re-render when every
+# result is cached: a report runs its notebooks one after another in one kernel, and `clean_slate` gives each an
+# empty namespace and execution counter, as a new kernel would; imported modules stay loaded.
+CLEAN_SLATE = "get_ipython().run_line_magic('reset', '-f'); get_ipython().execution_count = 1"
+
+
+@contextlib.contextmanager
+def report_kernel():
+    """A python3 kernel started in PROJECT_ROOT with this process's environment; shut down on exit."""
+    manager = KernelManager(kernel_name="python3", config=KERNEL_CONFIG)
+    manager.start_kernel(cwd=str(PROJECT_ROOT))
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(PROJECT_ROOT),
-                                   progress_bar=False, kernel_name="python3", config=KERNEL_CONFIG)
+        yield manager
+    finally:
+        manager.shutdown_kernel(now=True)
+
+
+def clean_slate(manager, timeout=60):
+    """Empty the namespace of the kernel of `manager` and restart its execution counter at 1."""
+    client = manager.blocking_client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=timeout)
+        reply = client.execute_interactive(CLEAN_SLATE, store_history=False, timeout=timeout)
+        if reply["content"]["status"] != "ok":
+            raise ReportError(f"could not reset the report's kernel: {reply['content'].get('evalue')}")
+    finally:
+        client.stop_channels()
+
+
+def execute(notebook, output, parameters, manager):
+    """Execute one notebook with papermill into `output`, in the kernel of `manager` after a `clean_slate`;
+    a failing cell raises ReportError naming it."""
+    clean_slate(manager)
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=False,
+                                   kernel_name="python3", km=manager)
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"notebook {notebook.name} failed in cell {error.exec_count} with {error.ename}: "
                           f"{error.evalue}. The executed copy with the traceback is {output}; the previous "
@@ -217,11 +251,12 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
                       force_retrain=bool(force_retrain), overrides=overrides or {}, attack=attack or {},
                       dry_run=bool(dry_run))
     executed, times = [], {}
-    with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor:
+    with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
+            report_kernel() as kernel:
         for index, nb in enumerate(chosen, 1):
             monitor.say(f"[{index}/{len(chosen)}] {nb.name} ({profile} profile{', DRY RUN' if dry_run else ''})")
             seen, began = len(monitor.events), time.perf_counter()
-            execute(nb, stage / nb.name, parameters)
+            execute(nb, stage / nb.name, parameters, kernel)
             monitor.poll()
             runs = [event["event"] for event in monitor.events[seen:]]
             times[nb.name] = (time.perf_counter() - began, runs.count("train"), runs.count("cached"))

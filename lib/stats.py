@@ -87,6 +87,11 @@ def accuracy(correct):
     return {"k": k, "n": n, "acc": k / n if n else math.nan, "low": low, "high": high}
 
 
+def count(percent, n):
+    """The number of images behind an accuracy of `percent` % of n images (a logged accuracy back to its count)."""
+    return round(percent * n / 100)
+
+
 # ----------------------------------------------------------------------------- formatting
 
 def describe(k, n, digits=1):

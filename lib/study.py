@@ -81,7 +81,8 @@ def describe_settings(profile="sample", overrides=None, attack=None, dry_run=Fal
     if dry_run:
         caps = experiments.DRY_RUN
         text = (f"**DRY RUN**: every training run stops after at most {caps['epochs']} epoch(s) of "
-                f"{caps['train_batches']} optimizer steps, evaluations use {caps['val_batches']} batches and the "
-                f"attacks {caps['attack_images']} images. Its numbers test the pipeline; they are not results."
+                f"{caps['train_batches']} optimizer steps, evaluations use {caps['val_batches']} batches, the "
+                f"attacks {caps['attack_images']} images and cost measurements one step on {caps['measure_batch']} "
+                "images. Its numbers test the pipeline; they are not results."
                 f"\n\n{text}")
     return text

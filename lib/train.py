@@ -103,16 +103,18 @@ class Meter:
             self.extra[key] = self.extra.get(key, 0) + torch.as_tensor(value, dtype=torch.float64)
 
     def result(self, prefix):
-        """{prefix_loss, prefix_acc1, prefix_acc5, ...} with accuracies in percent."""
+        """{prefix_loss, prefix_acc1, prefix_acc5, ..., prefix_images}: accuracies in percent of the
+        prefix_images images counted (over all processes)."""
         sums = torch.cat([self.sums, self.sums.new_tensor([self.count])])
         keys = sorted(self.extra)
         extra = torch.stack([self.extra[k].to(sums.device) for k in keys]) if keys else sums[:0]
         both = torch.cat([sums, extra])
         if devices.world()[1] > 1:
             dist.all_reduce(both)
-        loss, c1, c5, n = both[:4].tolist()
-        n = max(n, 1)
-        out = {f"{prefix}_loss": loss / n, f"{prefix}_acc1": 100 * c1 / n, f"{prefix}_acc5": 100 * c5 / n}
+        loss, c1, c5, images = both[:4].tolist()
+        n = max(images, 1)
+        out = {f"{prefix}_loss": loss / n, f"{prefix}_acc1": 100 * c1 / n, f"{prefix}_acc5": 100 * c5 / n,
+               f"{prefix}_images": int(images)}
         for key, value in zip(keys, both[4:].tolist()):
             out[f"{prefix}_{key.replace('_correct', '_acc1')}"] = 100 * value / n
         return out
@@ -125,12 +127,13 @@ def build_loaders(train_set, val_set, cfg, seed, device):
 
     Train: shuffled per epoch from (seed, epoch), per-process batch cfg['batch_size'] // world size,
     last partial batch dropped. Val: each process takes every world-size-th image, no padding.
-    Batches are pinned in host memory when they go to a GPU (`device`).
+    Batches are pinned in host memory when they go to a GPU (`device`). Worker processes: cfg['num_workers'],
+    at most one per CPU core (devices.loader_workers).
     """
     rank, size = devices.world()
     sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    common = dict(num_workers=cfg["num_workers"], pin_memory=torch.device(device).type == "cuda",
-                  persistent_workers=cfg["num_workers"] > 0)
+    workers = devices.loader_workers(cfg["num_workers"])
+    common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0)
     train = DataLoader(train_set, batch_size=max(1, cfg["batch_size"] // size), sampler=sampler,
                        drop_last=True, **common)
     val = DataLoader(val_set, batch_size=cfg["val_batch_size"], sampler=range(rank, len(val_set), size), **common)

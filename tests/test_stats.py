@@ -87,3 +87,8 @@ def test_describe_and_verdicts():
     assert "cannot tell the two apart" in stats.describe_pair(same, "A", "B")
     strong = stats.paired_difference(np.ones(40, bool), np.zeros(40, bool))
     assert stats.significant(strong) and "A is more accurate" in stats.describe_pair(strong, "A", "B")
+
+
+def test_count_recovers_the_images_behind_a_logged_percentage():
+    for k, n in ((0, 5952), (1, 3), (397, 5952), (5952, 5952)):
+        assert stats.count(100 * k / n, n) == k

@@ -67,7 +67,8 @@ def test_correct_topk_and_meter():
     meter.update(torch.tensor(2.0), logits, labels)
     meter.add({"clean_correct": torch.tensor(2)})
     result = meter.result("train")
-    assert result == {"train_loss": 2.0, "train_acc1": 50.0, "train_acc5": 50.0, "train_clean_acc1": 100.0}
+    assert result == {"train_loss": 2.0, "train_acc1": 50.0, "train_acc5": 50.0, "train_images": 2,
+                      "train_clean_acc1": 100.0}
 
 
 def test_topk_counts_ties_against_the_label_on_fp32():
