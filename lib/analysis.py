@@ -32,7 +32,7 @@ def predictions(run, device="auto", force=False):
     def compute():
         dev = resolve_device(device)
         model = run.load_model(device=dev)
-        _, val_set, _, transform = experiments.datasets(run.config)
+        val_set, transform = experiments.val_data(run.config)
         transform = transform.to(dev)
         labels, tops, ranks = [], [], []
         with torch.no_grad():
@@ -81,7 +81,7 @@ def attack_evaluation(run, attack, images=None, steps=None, device="auto", force
     def compute():
         dev = resolve_device(device)
         model = run.load_model(device=dev)
-        _, val_set, _, transform = experiments.datasets(run.config)
+        val_set, transform = experiments.val_data(run.config)
         loader = attacks.subset_loader(val_set, images, batch_size=run.config["val_batch_size"])
         if attack.random_start:
             torch.manual_seed(run.config["seed"])
@@ -136,7 +136,7 @@ def adversarial_examples(run, attack, images=None, count=6, device="auto", force
     def compute():
         dev = resolve_device(device)
         model = run.load_model(device=dev)
-        _, val_set, _, transform = experiments.datasets(run.config)
+        val_set, transform = experiments.val_data(run.config)
         attacked = attacked_indices(run, images)
         picks = attacked[np.linspace(0, len(attacked) - 1, count).round().astype(int)]
         x = transform.to(dev)(torch.stack([val_set[int(i)][0] for i in picks]).to(dev))

@@ -256,10 +256,19 @@ def datasets(cfg):
     """(train_set, val_set, train_transform, val_transform) of a configuration. The images are memory
     maps of the data set's decoded cache (data.load_split): the first process to need a split decodes
     it (with cfg['num_workers'] processes), every later notebook kernel or torchrun process maps it."""
-    size, workers = cfg["image_size"], cfg["num_workers"]
-    train_set = data.load_split(cfg["data_dir"], "train", size, limit=cfg["train_images"], num_workers=workers)
-    val_set = data.load_split(cfg["data_dir"], "val", size, limit=cfg["val_images"], num_workers=workers)
-    return train_set, val_set, data.TrainAugment(size), data.EvalTransform(size)
+    size = cfg["image_size"]
+    train_set = data.load_split(cfg["data_dir"], "train", size, limit=cfg["train_images"],
+                                num_workers=cfg["num_workers"])
+    val_set, val_transform = val_data(cfg)
+    return train_set, val_set, data.TrainAugment(size), val_transform
+
+
+def val_data(cfg):
+    """(val_set, val_transform) of a configuration, as in `datasets`, without touching the training split
+    (what evaluations and attacks of a trained run need)."""
+    size = cfg["image_size"]
+    val_set = data.load_split(cfg["data_dir"], "val", size, limit=cfg["val_images"], num_workers=cfg["num_workers"])
+    return val_set, data.EvalTransform(size)
 
 
 def input_hook(cfg):

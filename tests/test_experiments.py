@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lib import attacks, experiments, settings, study
+from lib import attacks, experiments, measurements, settings, study
 from lib.__main__ import main
 
 
@@ -187,6 +187,10 @@ def test_dry_run_is_capped_lives_apart_and_is_marked(tmp_path):
     assert experiments.config("simplenet", "smoke")["dry_run"] is False
     # offline, a dry run's ResNet-18 starts from scratch instead of stopping (the run says which happened)
     assert experiments.config("resnet18", "full", dry_run=True)["model_kwargs"]["pretrained"] == "auto"
+    # a dry run's cost measurement times one step on DRY_RUN['measure_batch'] images, not the training batch
+    vit = experiments.run("vit", "smoke", results_dir=tmp_path, progress=False, dry_run=True)
+    costs = measurements.cnn_vs_vit(dry, vit, device="cpu")
+    assert costs["batch"] == caps["measure_batch"] < vit.config["batch_size"]
 
 
 def test_cnns_are_built_channels_last_and_compute_what_the_contiguous_model_computes():

@@ -158,3 +158,21 @@ def test_monitor_polling_after_a_short_run_does_not_call_it_resumed(tmp_path):
         monitor.poll()
     printed = lines.getvalue()
     assert "resuming" not in printed and "simplenet: epoch 1/1  val top-1 3.50%" in printed
+
+
+def test_notebooks_share_one_kernel_each_from_an_empty_namespace(tmp_path):
+    """The report runs its notebooks in one kernel; a notebook sees nothing another one defined."""
+    notebooks, results = tmp_path / "nbs", tmp_path / "results"
+    notebooks.mkdir()
+    for index, body in enumerate(["leftover = 1", "assert 'leftover' not in globals(), 'namespace kept'"]):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell('profile = "sample"')
+        params.metadata["tags"] = ["parameters"]
+        report_pid = "import os\nprint('pid', os.getpid(), 'count', get_ipython().execution_count)"
+        nb.cells = [params, nbformat.v4.new_code_cell(body), nbformat.v4.new_code_cell(report_pid)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, notebooks / f"0{index}_nb.ipynb")
+    out = report.build(profile="smoke", formats=("html",), results_dir=results, directory=notebooks, progress=False)
+    printed = [nbformat.read(path, as_version=4).cells[-1].outputs[0]["text"].split() for path in out["notebooks"]]
+    assert printed[0][1] == printed[1][1]  # the same kernel process
+    assert printed[0][3] == printed[1][3]  # each notebook counts its cells from 1
