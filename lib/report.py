@@ -111,6 +111,18 @@ def _report_cell(cell):
     return cell
 
 
+def _split_caption(cell):
+    """[cell], or for a Markdown cell whose last paragraphs begin with a figure caption ('**Figure'), the text
+    before the caption and the caption as two cells, so that the PDF template can keep the caption with its
+    figure (lib/templates/miniplaces.tex.j2)."""
+    at = cell.source.find("\n\n**Figure") if cell.cell_type == "markdown" else -1
+    if at < 0:
+        return [cell]
+    before, caption = copy.deepcopy(cell), copy.deepcopy(cell)
+    before.source, caption.source = cell.source[:at].rstrip(), cell.source[at:].strip()
+    return [before, caption]
+
+
 def _heading(cell):
     """(level, text) of a markdown cell that starts with a heading line, else None."""
     if cell.cell_type != "markdown":
@@ -170,7 +182,8 @@ def combine(executed, title):
             if {"parameters", "injected-parameters"} & tags:
                 continue
             heading = _heading(cell)
-            cells = _unnumbered(cell, *heading) if heading and "unnumbered" in tags else [_report_cell(cell)]
+            cells = _unnumbered(cell, *heading) if heading and "unnumbered" in tags else _split_caption(
+                _report_cell(cell))
             for number, new in enumerate(cells):
                 new.id = f"nb{index}-{cell.id}" + (f"-{number}" if number else "")
                 (appendix if "appendix" in tags else body).append(new)

@@ -2,6 +2,7 @@
 
 The end-to-end check renders the smoke report as HTML only (no LaTeX run) and reads its text.
 """
+import base64
 import html
 import re
 
@@ -10,6 +11,8 @@ import pytest
 
 from lib import report
 from lib.tables import Table
+
+PNG_1x1 = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
 
 
 def notebook(path, cells, front=False):
@@ -59,6 +62,28 @@ def test_table_outputs_reach_the_latex_export(tmp_path):
                              template_file="miniplaces.tex.j2").from_notebook_node(combined)
     assert r"\begin{tabular}{lr}" in latex and r"\toprule" in latex and r"\tableofcontents" in latex
     assert r"\captionsetup{format=plain" in latex
+
+
+def test_figure_captions_are_kept_with_their_figure_in_the_latex(tmp_path):
+    """A caption ending a Markdown cell or shown by a cell becomes an unbreakable block glued to the image."""
+    png = base64.b64encode(PNG_1x1).decode()
+    shown = nbformat.v4.new_code_cell("")
+    shown.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "**Figure 1.2**: shown."}),
+                     nbformat.v4.new_output("display_data", data={"image/png": png})]
+    figure = nbformat.v4.new_code_cell("")
+    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png})]
+    cells = [nbformat.v4.new_markdown_cell("## Part\n\nSome prose.\n\n**Figure 1.1**: written."), figure, shown]
+    combined = report.combine([notebook(tmp_path / "01_x.ipynb", cells)], "T")
+    assert [cell.source for cell in combined.cells[1:3]] == ["## Part\n\nSome prose.", "**Figure 1.1**: written."]
+    from nbconvert import LatexExporter
+    latex, _ = LatexExporter(exclude_input=True, extra_template_paths=[str(report.TEMPLATES)],
+                             template_file="miniplaces.tex.j2").from_notebook_node(combined)
+    body = latex.split(r"\begin{document}")[1]
+    assert body.count(r"\figurecaption{") == 2 and r"\begin{center}" not in body
+    for number in ("1.1", "1.2"):
+        after = body.split(rf"\textbf{{Figure {number}}}")[1]
+        assert after.index(r"\nopagebreak") < after.index(r"\adjustimage")
+    assert "Some prose." not in body.split(r"\figurecaption{")[1]
 
 
 @pytest.fixture(scope="module")
