@@ -28,8 +28,8 @@ def cmd_train(args):
     init_distributed(args.device)
     overrides = {setting: value for flag, (setting, _) in TRAIN_OPTIONS.items()
                  if (value := getattr(args, setting)) is not None}
-    if args.channels_last:
-        overrides["channels_last"] = True
+    if args.channels_last is not None:
+        overrides["channels_last"] = args.channels_last
     result = experiments.run(args.experiment, args.profile, data_dir=args.data_dir, device=args.device,
                              force=args.force, results_dir=args.results_dir, **overrides)
     if world()[0] == 0:
@@ -85,7 +85,8 @@ def parser():
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     train.add_argument("--results-dir", help="default: results/")
-    train.add_argument("--channels-last", action="store_true")
+    train.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                       help="memory format of the weights and batches (default: the registry's; the CNNs use it)")
     for flag, (setting, kind) in TRAIN_OPTIONS.items():
         train.add_argument(flag, dest=setting, type=kind)
     train.set_defaults(func=cmd_train)

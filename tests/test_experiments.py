@@ -65,6 +65,12 @@ def test_cli_unknown_experiment_exits_2_with_the_list(capsys):
 def test_cli_train_and_list(tmp_path, capsys):
     assert main(["train", "simplenet", "--profile", "smoke", "--epochs", "1", "--results-dir", str(tmp_path)]) == 0
     assert "val Acc@1" in capsys.readouterr().out
+    run = experiments.Run(experiments.run_dir("simplenet", "smoke", {"epochs": 1}, results_dir=tmp_path))
+    assert run.config["channels_last"] is True  # the registry's layout for a CNN
+    assert main(["train", "simplenet", "--profile", "smoke", "--epochs", "1", "--no-channels-last",
+                 "--results-dir", str(tmp_path)]) == 0
+    plain = experiments.run_dir("simplenet", "smoke", {"epochs": 1, "channels_last": False}, results_dir=tmp_path)
+    assert experiments.Run(plain).config["channels_last"] is False and plain != run.dir
     assert main(["list"]) == 0
     assert "simplenet_custom" in capsys.readouterr().out
 
