@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from lib.devices import loader_workers
 from lib.download import DATA_MD5, DATA_URL, LISTS_URL, download, verify  # noqa: F401 (re-exported)
 from lib.listfiles import (  # noqa: F401 (re-exported)
     LIST_FILES, NUM_CLASSES, PROJECT_ROOT, SAMPLE_ROOT, SPLITS, DataError, open_rgb, read_categories, read_list)
+from lib.progress import note
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -168,6 +170,8 @@ def _write_cache(path, files, side, num_workers, desc):
         if path.exists():
             return
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
+        start = time.perf_counter()
+        note(f"{desc}: {len(files):,} images into {path.parent}")
         try:
             images = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
             loader = DataLoader(_DecodeFiles(files, side), batch_size=256, num_workers=loader_workers(num_workers),
@@ -184,6 +188,7 @@ def _write_cache(path, files, side, num_workers, desc):
             images.flush()
             del images
             part.replace(path)
+            note(f"decoded {len(files):,} images in {time.perf_counter() - start:.0f} s")
         finally:
             part.unlink(missing_ok=True)
         prefix = path.name.rsplit("-", 1)[0]

@@ -32,6 +32,15 @@ def announce(event, name, path, cfg):
             out.write(json.dumps(line) + "\n")
 
 
+def note(text):
+    """Append one JSON line {event: 'note', text} to the progress file, when one is set: something slow that is
+    not a training run (e.g. decoding a data set once), for the terminal of a report."""
+    progress_file = os.environ.get(PROGRESS_ENV)
+    if progress_file and int(os.environ.get("RANK", 0)) == 0:
+        with open(progress_file, "a") as out:
+            out.write(json.dumps({"event": "note", "text": text}) + "\n")
+
+
 def duration(seconds):
     """'42 s', '3 min 05 s' or '1 h 02 min'."""
     seconds = round(seconds)
@@ -103,6 +112,9 @@ class Monitor:
                 self._epochs(run_dir)
 
     def _event(self, event):
+        if event["event"] == "note":
+            self.say(f"  {event['text']}")
+            return
         self.events.append(event)
         name, run_dir = event["experiment"], event["dir"]
         if event["event"] == "cached":

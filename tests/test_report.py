@@ -7,7 +7,7 @@ import sys
 import nbformat
 import pytest
 
-from lib import experiments, progress, report
+from lib import data, experiments, progress, report
 from lib.__main__ import main
 from lib.data import PROJECT_ROOT
 
@@ -176,3 +176,15 @@ def test_notebooks_share_one_kernel_each_from_an_empty_namespace(tmp_path):
     printed = [nbformat.read(path, as_version=4).cells[-1].outputs[0]["text"].split() for path in out["notebooks"]]
     assert printed[0][1] == printed[1][1]  # the same kernel process
     assert printed[0][3] == printed[1][3]  # each notebook counts its cells from 1
+
+
+def test_monitor_prints_when_a_data_set_is_decoded(tmp_path, monkeypatch):
+    """Decoding a split once (minutes on the full data set) shows in the terminal, not as a training run."""
+    monkeypatch.setattr(data, "cache_dir", lambda root: tmp_path)
+    lines = io.StringIO()
+    with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
+        data.load_split(data.SAMPLE_ROOT, "val", 32, limit=5)
+        monitor.poll()
+    printed = lines.getvalue()
+    assert f"decode val at {data.base_size(32)}px (once): 5 images into {tmp_path}" in printed
+    assert "decoded 5 images in" in printed and monitor.events == []
