@@ -30,7 +30,6 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,7 +38,8 @@ from torch import nn
 
 from lib.cnn import SimpleNet
 from lib.conv import CustomConv2d, release_workspace
-from lib.devices import PRECISIONS, cpu_has_native_bf16, precision_context
+from lib.devices import PRECISIONS, cpu_has_native_bf16, precision_context, synchronize
+from lib.stepcost import timed
 
 OPS = {"native": nn.Conv2d, "custom": CustomConv2d}
 STEP = "SimpleNet train step"
@@ -110,11 +110,6 @@ def build(case, variant, args, device, precision):
     return step_in_precision
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_ms(steps, repeats, device):
     """{variant: median milliseconds per call}, the variants taking turns after one warm-up call each."""
     times = {variant: [] for variant in steps}
@@ -122,11 +117,7 @@ def median_ms(steps, repeats, device):
         step()
     for _ in range(repeats):
         for variant, step in steps.items():
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            times[variant].append(time.perf_counter() - start)
+            times[variant].append(timed(step, device))
     return {variant: 1e3 * statistics.median(t) for variant, t in times.items()}
 
 

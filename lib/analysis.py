@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lib import attacks, experiments
+from lib import attacks, data, experiments
 from lib.cache import cached
 from lib.devices import resolve_device
 from lib.train import label_rank
@@ -62,11 +62,9 @@ def attack_settings(attack):
 
 
 def attacked_indices(run, images):
-    """Validation-set indices of the `images` evenly spaced images an attack evaluates (all when None)."""
-    val_size = _val_size(run)
-    if images is None or images >= val_size:
-        return np.arange(val_size)
-    return torch.linspace(0, val_size - 1, images).round().long().numpy()
+    """Validation-set indices of the `images` evenly spaced images an attack evaluates (all when None), spread
+    over the images the run's predictions cover (the first `val_batches` batches in a capped run)."""
+    return np.asarray(data.evenly_spaced(_val_size(run), images))
 
 
 def attack_evaluation(run, attack, images=None, steps=None, device="auto", force=False):
@@ -82,7 +80,8 @@ def attack_evaluation(run, attack, images=None, steps=None, device="auto", force
         dev = resolve_device(device)
         model = run.load_model(device=dev)
         val_set, transform = experiments.val_data(run.config)
-        loader = attacks.subset_loader(val_set, images, batch_size=run.config["val_batch_size"])
+        loader = attacks.subset_loader(val_set, images, batch_size=run.config["val_batch_size"],
+                                       within=_val_size(run))
         if attack.random_start:
             torch.manual_seed(run.config["seed"])
         results = attacks.evaluate_over_steps(model, loader, attack, steps, transform=transform, device=dev)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from lib.data import IMAGENET_STD
+from lib.data import IMAGENET_STD, evenly_spaced
 from lib.train import label_rank
 
 PIXEL_PER_NORMALIZED = sum(IMAGENET_STD) / len(IMAGENET_STD)  # 0.226
@@ -300,8 +300,9 @@ def robustness_curve(model, loader, epsilons, num_steps=10, targeted="least_like
     return rows
 
 
-def subset_loader(dataset, num_images=None, batch_size=100):
-    """A DataLoader, in order, over `num_images` evenly spaced items of `dataset` (all of them when None).
+def subset_loader(dataset, num_images=None, batch_size=100, within=None):
+    """A DataLoader, in order, over `num_images` evenly spaced items of the first `within` items of `dataset`
+    (data.evenly_spaced; num_images None: all of them; within None: the whole dataset).
 
     The picks spread over the whole list (whatever its order) and are the same every time, so
     two models are attacked on the same images.
@@ -309,10 +310,7 @@ def subset_loader(dataset, num_images=None, batch_size=100):
     if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, int)
                                    or num_images < 1):
         raise ValueError(f"num_images must be a positive integer or None (all images), got {num_images!r}")
-    if num_images is None or num_images >= len(dataset):
-        return DataLoader(dataset, batch_size=batch_size)
-    picks = torch.linspace(0, len(dataset) - 1, num_images).round().long().tolist()
-    return DataLoader(Subset(dataset, picks), batch_size=batch_size)
+    return DataLoader(Subset(dataset, evenly_spaced(within or len(dataset), num_images)), batch_size=batch_size)
 
 
 class AdversarialTraining:

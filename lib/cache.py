@@ -37,7 +37,8 @@ def cached(run, kind, settings, compute, force=False):
     result = compute()
     arrays, values = _split(result)
     record = {"kind": kind, "settings": settings, "values": values, "provenance": {
-        "run": f"{run.config['experiment']}/{run.dir.name}", "run_finished_at": run.metrics["provenance"]["finished_at"],
+        "run": f"{run.config['experiment']}/{run.dir.name}",
+        "run_finished_at": run.metrics["provenance"]["finished_at"],
         "computed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - start,
         "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit()}}
     path.parent.mkdir(parents=True, exist_ok=True)

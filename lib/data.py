@@ -99,7 +99,7 @@ class MiniPlaces(Dataset):
 CACHE_FORMAT = 1  # part of every cache key: raise it whenever decoding changes
 
 
-def _evenly_spaced(count, limit=None):
+def evenly_spaced(count, limit=None):
     """Indices of `limit` items evenly spaced over `count` (all of them when limit is None or >= count)."""
     if limit is None or limit >= count:
         return list(range(count))
@@ -170,7 +170,7 @@ def _write_cache(path, files, side, num_workers, desc):
         if path.exists():
             return
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
-        start = time.perf_counter()
+        began = time.perf_counter()
         note(f"{desc}: {len(files):,} images into {path.parent}")
         try:
             images = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
@@ -188,7 +188,7 @@ def _write_cache(path, files, side, num_workers, desc):
             images.flush()
             del images
             part.replace(path)
-            note(f"decoded {len(files):,} images in {time.perf_counter() - start:.0f} s")
+            note(f"decoded {len(files):,} images in {time.perf_counter() - began:.0f} s")
         finally:
             part.unlink(missing_ok=True)
         prefix = path.name.rsplit("-", 1)[0]
@@ -221,7 +221,7 @@ def load_split(root, split, size, limit=None, num_workers=0):
     """
     root = Path(root)
     entries = read_list(root, split)
-    entries = [entries[i] for i in _evenly_spaced(len(entries), limit)]
+    entries = [entries[i] for i in evenly_spaced(len(entries), limit)]
     side = base_size(size)
     path = cache_dir(root) / f"{split}-{side}px-{len(entries)}-{_cache_key(root, entries, side)}.npy"
     if not path.exists():

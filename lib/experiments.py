@@ -53,7 +53,8 @@ PROFILES = {
 
 # A dry run executes the whole study with a profile's data, sizes and models but caps the work: at most `epochs`
 # epochs of at most `train_batches` optimizer steps, evaluations over `val_batches` batches, attacks on
-# `attack_images` images, and cost measurements (lib.measurements) timing one step on `measure_batch` images. Its runs live in <profile>-dryrun directories, never re-used as real results.
+# `attack_images` images, and cost measurements (lib.measurements) timing one step on `measure_batch` images.
+# Its runs live in <profile>-dryrun directories, never re-used as real results.
 # Pretrained weights are used when available, else the run starts from scratch and says so (pretrained_source),
 # so that a dry run also runs offline.
 DRY_RUN = dict(epochs=1, train_batches=2, val_batches=2, attack_images=8, measure_batch=4)
@@ -374,7 +375,8 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
 def _prepare(path, cfg, force):
     """Make `path` hold this configuration: keep a finished match, set aside anything else."""
     config_file = path / "config.json"
-    same = config_file.exists() and json.loads(config_file.read_text()) == json.loads(json.dumps(cfg))  # tuples as lists
+    stored = json.loads(json.dumps(cfg))  # as config.json holds it: tuples become lists
+    same = config_file.exists() and json.loads(config_file.read_text()) == stored
     if same and not force:
         return
     _set_aside(path, "forced" if same else "replaced")

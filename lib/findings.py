@@ -97,8 +97,8 @@ def judge_collapse(result, clean_vs_attacked):
     """
     n, clean, attacked = result["num_images"], result["clean_acc1"], result["adv_acc1"]
     finding = "The targeted PGD attack collapses SimpleNet's top-1 accuracy."
-    evidence = (f"Top-1 {stats.describe(round(clean * n / 100), n)} without and "
-                f"{stats.describe(round(attacked * n / 100), n)} under the attack; "
+    evidence = (f"Top-1 {stats.describe(stats.count(clean, n), n)} without and "
+                f"{stats.describe(stats.count(attacked, n), n)} under the attack; "
                 + stats.describe_pair(clean_vs_attacked, "clean", "attacked"))
     if clean_vs_attacked["b"] + clean_vs_attacked["c"] == 0 and clean == 0:
         return _verdict(finding, NOT_TESTABLE, "SimpleNet classifies none of the attacked images correctly "

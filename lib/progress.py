@@ -18,27 +18,28 @@ PROGRESS_ENV = "MINIPLACES_PROGRESS"
 
 
 def announce(event, name, path, cfg):
-    """Append one JSON line {event, experiment, dir, epochs, done} to the progress file, when one is set.
+    """Append {event, experiment, dir, epochs, done} to the progress file (`_write`).
 
     Events: 'cached' (a finished run re-used), 'train' (data and model being prepared), 'fit' (the first
     epoch starts), 'finished'. done: the epochs in the run's history when the event happened, so that a
     monitor polling later still tells a resumed run from a fresh one.
     """
-    progress_file = os.environ.get(PROGRESS_ENV)
-    if progress_file and int(os.environ.get("RANK", 0)) == 0:
-        line = {"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"],
-                "done": len(_history(path))}
-        with open(progress_file, "a") as out:
-            out.write(json.dumps(line) + "\n")
+    _write({"event": event, "experiment": name, "dir": str(path), "epochs": cfg["epochs"],
+            "done": len(_history(path))})
 
 
 def note(text):
-    """Append one JSON line {event: 'note', text} to the progress file, when one is set: something slow that is
-    not a training run (e.g. decoding a data set once), for the terminal of a report."""
+    """Append {event: 'note', text} to the progress file (`_write`): something slow that is not a training
+    run (e.g. decoding a data set once), for the terminal of a report."""
+    _write({"event": "note", "text": text})
+
+
+def _write(line):
+    """Append `line` as one JSON line to the file named by $MINIPLACES_PROGRESS, when it is set (rank 0 only)."""
     progress_file = os.environ.get(PROGRESS_ENV)
     if progress_file and int(os.environ.get("RANK", 0)) == 0:
         with open(progress_file, "a") as out:
-            out.write(json.dumps({"event": "note", "text": text}) + "\n")
+            out.write(json.dumps(line) + "\n")
 
 
 def duration(seconds):

@@ -60,7 +60,8 @@ class Table:
         per_column = digits if isinstance(digits, dict) else {}
         default = 2 if isinstance(digits, dict) else digits
         values = {column: [row.get(column) for row in records] for column in columns}
-        cells = [[format_cell(value, per_column.get(column, default)) for value in values[column]] for column in columns]
+        cells = [[format_cell(value, per_column.get(column, default)) for value in values[column]]
+                 for column in columns]
         numeric = [all(_numeric(v) for v in values[column]) for column in columns]
         header = [str(column) for column in columns]
         if transpose:

@@ -398,7 +398,7 @@ class Trainer:
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(f"epoch/{key}", value, self.epoch)
-        for entry in self.steps[-self.steps_per_epoch:]:
+        for entry in (entry for entry in self.steps if entry["epoch"] == self.epoch):  # the epoch just ended
             writer.add_scalar("step/loss", entry["loss"], entry["step"])
             writer.add_scalar("step/lr", entry["lr"], entry["step"])
         writer.flush()

@@ -57,3 +57,18 @@ def test_cache_round_trips_nested_arrays_and_values(run):
     assert got["n"] == 4 and got["nested"]["note"] == "x"
     np.testing.assert_array_equal(got["nested"]["b"], np.ones((2, 2)))
     assert cache.cached(run, "test", {"k": 1}, lambda: pytest.fail("recomputed"))["a"].tolist() == [0, 1, 2]
+
+
+def test_capped_run_attacks_the_images_its_index_names(tmp_path):
+    """In a capped run the attacked images are spread over the images its predictions cover, and the stored
+    index names exactly the images that were attacked."""
+    torch.set_num_threads(1)
+    capped = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, device="cpu",
+                             dry_run=True, val_batch_size=8)
+    covered = len(analysis.predictions(capped, device="cpu")["label"])
+    assert covered == 8 * experiments.DRY_RUN["val_batches"] < 48  # the first two batches of 8 of 48 images
+    result = analysis.under_attack(capped, PGDAttack(num_steps=1, step_size=1 / 255, epsilon=1 / 255), images=4,
+                                   device="cpu")
+    val_set, _ = experiments.val_data(capped.config)
+    assert result["index"].max() < covered
+    np.testing.assert_array_equal(result["per_image"]["label"], val_set.tensors[1][result["index"]].numpy())

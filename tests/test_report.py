@@ -28,13 +28,18 @@ def test_smoke_report_end_to_end(tmp_path, monkeypatch):
     assert list((tmp_path / "figures").glob("00_*.png"))
 
 
-def failing_notebook(directory):
+def write_notebook(path, parameters, *codes):
+    """A notebook for papermill: a 'parameters' cell, then one code cell per source, on the python3 kernel."""
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "sample"')
+    params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(code) for code in codes]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, directory / "01_fails.ipynb")
+    nbformat.write(nb, path)
+
+
+def failing_notebook(directory):
+    write_notebook(directory / "01_fails.ipynb", 'profile = "sample"', "x = 1", "raise ValueError('boom')")
 
 
 def test_failing_notebook_names_cell_and_keeps_previous_report(tmp_path):
@@ -56,17 +61,13 @@ def test_missing_pdf_tools_say_what_to_install(monkeypatch):
 
 def settings_notebook(directory):
     """A one-experiment notebook with the report's parameters: runs simplenet through a Study."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "sample"\ndata_dir = ""\ndevice = "auto"\nforce_retrain = False\n'
-                                       'overrides = {}\nattack = {}\ndry_run = False')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "from lib import experiments\nfrom lib.plots import say\nfrom lib.study import Study, describe_settings\n"
-        "run = Study(profile, data_dir, device, force_retrain, dry_run, overrides).run('simplenet')\n"
-        "say(describe_settings(profile, overrides, attack, dry_run))\n"
-        "say(f\"run {run.dir.name}, images {experiments.attack_settings(profile, dry_run, **attack)['images']}\")")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, directory / "01_settings.ipynb")
+    parameters = ('profile = "sample"\ndata_dir = ""\ndevice = "auto"\nforce_retrain = False\n'
+                  'overrides = {}\nattack = {}\ndry_run = False')
+    body = ("from lib import experiments\nfrom lib.plots import say\nfrom lib.study import Study, describe_settings\n"
+            "run = Study(profile, data_dir, device, force_retrain, dry_run, overrides).run('simplenet')\n"
+            "say(describe_settings(profile, overrides, attack, dry_run))\n"
+            "say(f\"run {run.dir.name}, images {experiments.attack_settings(profile, dry_run, **attack)['images']}\")")
+    write_notebook(directory / "01_settings.ipynb", parameters, body)
 
 
 def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys):
@@ -164,14 +165,9 @@ def test_notebooks_share_one_kernel_each_from_an_empty_namespace(tmp_path):
     """The report runs its notebooks in one kernel; a notebook sees nothing another one defined."""
     notebooks, results = tmp_path / "nbs", tmp_path / "results"
     notebooks.mkdir()
+    report_pid = "import os\nprint('pid', os.getpid(), 'count', get_ipython().execution_count)"
     for index, body in enumerate(["leftover = 1", "assert 'leftover' not in globals(), 'namespace kept'"]):
-        nb = nbformat.v4.new_notebook()
-        params = nbformat.v4.new_code_cell('profile = "sample"')
-        params.metadata["tags"] = ["parameters"]
-        report_pid = "import os\nprint('pid', os.getpid(), 'count', get_ipython().execution_count)"
-        nb.cells = [params, nbformat.v4.new_code_cell(body), nbformat.v4.new_code_cell(report_pid)]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, notebooks / f"0{index}_nb.ipynb")
+        write_notebook(notebooks / f"0{index}_nb.ipynb", 'profile = "sample"', body, report_pid)
     out = report.build(profile="smoke", formats=("html",), results_dir=results, directory=notebooks, progress=False)
     printed = [nbformat.read(path, as_version=4).cells[-1].outputs[0]["text"].split() for path in out["notebooks"]]
     assert printed[0][1] == printed[1][1]  # the same kernel process
