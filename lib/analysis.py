@@ -1,11 +1,14 @@
 """Per-image analyses of finished runs, cached beside them (lib.cache): predictions and attack evaluations.
 
 Everything the report says about a trained model is computed from these files, so a re-render with every
-run and analysis cached loads no model and attacks nothing. Each function takes a finished
+run and analysis cached loads no model and attacks nothing. Every analysis computes in PRECISION (IEEE fp32:
+no autocast, no TF32; lib.devices.precision_context), whatever precision the run trained in, so that a
+per-image result means the same on every device. Each function takes a finished
 lib.experiments.Run; `device` is only used when something has to be computed; `force=True` recomputes
 (the previous files are kept renamed). Accuracies are percentages; per-image arrays follow the
 validation set's order (`index` holds the validation-set index of each row).
 """
+import contextlib
 from itertools import islice
 
 import numpy as np
@@ -14,12 +17,21 @@ from torch.utils.data import DataLoader
 
 from lib import attacks, data, experiments
 from lib.cache import cached
-from lib.devices import resolve_device
+from lib.devices import precision_context, resolve_device
 from lib.train import label_rank
 
 # Robustness curves and the steps x epsilon grid attack at most this many of the attacked images (evenly
 # spaced): they run many attacks, and their shape is the point; the default attack uses every attacked image.
 CURVE_IMAGES = 200
+PRECISION = "fp32"
+
+
+@contextlib.contextmanager
+def _final_model(run, device):
+    """(device, the run's final model on it in eval mode), every op inside the block in PRECISION."""
+    dev = resolve_device(device)
+    with precision_context(PRECISION, dev):
+        yield dev, run.load_model(device=dev)
 
 
 def predictions(run, device="auto", force=False):
@@ -30,12 +42,10 @@ def predictions(run, device="auto", force=False):
     'rank': (n,) other classes scoring at least as high as the label (train.label_rank)}.
     """
     def compute():
-        dev = resolve_device(device)
-        model = run.load_model(device=dev)
         val_set, transform = experiments.val_data(run.config)
-        transform = transform.to(dev)
         labels, tops, ranks = [], [], []
-        with torch.no_grad():
+        with _final_model(run, device) as (dev, model), torch.no_grad():
+            transform = transform.to(dev)
             loader = DataLoader(val_set, batch_size=run.config["val_batch_size"])
             for images, batch_labels in islice(loader, run.config.get("val_batches")):
                 logits = model(transform(images.to(dev)))
@@ -77,14 +87,13 @@ def attack_evaluation(run, attack, images=None, steps=None, device="auto", force
     settings = {"attack": attack_settings(attack), "steps": steps, "images": images}
 
     def compute():
-        dev = resolve_device(device)
-        model = run.load_model(device=dev)
         val_set, transform = experiments.val_data(run.config)
         loader = attacks.subset_loader(val_set, images, batch_size=run.config["val_batch_size"],
                                        within=_val_size(run))
-        if attack.random_start:
-            torch.manual_seed(run.config["seed"])
-        results = attacks.evaluate_over_steps(model, loader, attack, steps, transform=transform, device=dev)
+        with _final_model(run, device) as (dev, model):
+            if attack.random_start:
+                torch.manual_seed(run.config["seed"])
+            results = attacks.evaluate_over_steps(model, loader, attack, steps, transform=transform, device=dev)
         return {"index": attacked_indices(run, images), **{str(k): r["per_image"] for k, r in results.items()}}
 
     stored = cached(run, "attack", settings, compute, force)
@@ -133,15 +142,14 @@ def adversarial_examples(run, attack, images=None, count=6, device="auto", force
     settings = {"attack": attack_settings(attack), "images": images, "count": count}
 
     def compute():
-        dev = resolve_device(device)
-        model = run.load_model(device=dev)
         val_set, transform = experiments.val_data(run.config)
         attacked = attacked_indices(run, images)
         picks = attacked[np.linspace(0, len(attacked) - 1, count).round().astype(int)]
-        x = transform.to(dev)(torch.stack([val_set[int(i)][0] for i in picks]).to(dev))
-        adversarial = attack.perturb(model, x)
-        with torch.no_grad():
-            adv_pred = model(adversarial).argmax(1)
+        with _final_model(run, device) as (dev, model):
+            x = transform.to(dev)(torch.stack([val_set[int(i)][0] for i in picks]).to(dev))
+            adversarial = attack.perturb(model, x)
+            with torch.no_grad():
+                adv_pred = model(adversarial).argmax(1)
         as_numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
         return {"index": picks, "label": np.array([int(val_set[int(i)][1]) for i in picks]),
                 "clean_pred": as_numpy(attack.last_clean_logits.argmax(1)), "adv_pred": as_numpy(adv_pred),

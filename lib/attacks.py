@@ -320,12 +320,12 @@ class AdversarialTraining:
     and trains on adv_images; at evaluation time it does not call it, so the model is the plain
     model. Crafting runs with BatchNorm/Dropout in eval mode (running statistics untouched) and
     the model's modes restored after. logs["clean_correct"] is a 0-d tensor: the clean top-1
-    correct count of the batch (eval mode), read off the first PGD step at no extra cost.
+    correct count of the batch (eval mode, the trainer's top-k rule), read off the first PGD step at no extra cost.
     Default attack: the reference PGD, 4 steps, step 2/255, epsilon 8/255, cross-entropy.
     Precision: the samples are crafted in the training precision, since the trainer calls the hook
     inside its autocast (bf16 where the run's amp resolves to bf16, e.g. on a GPU; fp32 otherwise):
     they are training data for a model trained in that precision, and crafting costs most of an
-    adversarial step. The evaluation attacks of notebooks 03 and 04 run without autocast, in fp32.
+    adversarial step. The evaluation attacks of notebooks 03 and 04 run in IEEE fp32 (lib.analysis.PRECISION).
     """
 
     def __init__(self, attack=None):
@@ -342,5 +342,5 @@ class AdversarialTraining:
     def __call__(self, model, images, labels):
         """images: float (B, 3, H, W) in [0, 1]; labels: long (B,) -> (adv_images, logs)."""
         adv = self.attack.perturb(model, images, labels)
-        correct = (self.attack.last_clean_logits.argmax(1) == labels).sum()
+        correct = (label_rank(self.attack.last_clean_logits, labels) < 1).sum()  # ties count against, as in the meters
         return adv, {"clean_correct": correct}

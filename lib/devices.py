@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 PRECISIONS = ("fp32", "bf16")
+PRECISION_NAMES = {"fp32": "fp32 (TF32 off)", "bf16": "bf16 autocast"}  # as the report names them
 
 
 class DeviceError(RuntimeError):
@@ -114,6 +115,13 @@ def peak_memory_mb(device):
 def cpu_has_native_bf16():
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def has_native_bf16(device):
+    """Whether `device` computes in bf16 natively: a GPU with bf16 units, or a CPU with bf16 instructions."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return cpu_has_native_bf16()
 
 
 def synchronize(device):

@@ -3,7 +3,8 @@ the runs they describe (lib.cache), so that a re-render repeats no measurement.
 
 Every measurement builds fresh models from the runs' configurations (the trained weights do not change a
 step's cost) and times them side by side with `lib.stepcost.compare_training_steps`, taking turns so that other
-load on the machine slows each alike. Times are seconds per step, memory MiB, FLOPs per image.
+load on the machine slows each alike, all in one precision: the one the runs trained in (`_precision`), recorded
+in each result as 'precision'. Times are seconds per step, memory MiB, FLOPs per image.
 """
 import torch
 from torch.utils.data import DataLoader
@@ -12,12 +13,22 @@ from lib import devices, experiments, stepcost, train, vit
 from lib.cache import cached
 
 
-def _key(device, partner):
-    """(device, cache settings): the device type, and the identity of the other run of the comparison (the
-    cache is kept beside one run; its key must change when the other one is retrained or reconfigured too)."""
+def _key(device, run, partner):
+    """(device, precision, cache settings) of a measurement of `run` against `partner`: the device, the
+    precision (`_precision` of `run`), and the identity of the partner (the cache is kept beside `run`; its key
+    must change when the partner is retrained or reconfigured too)."""
     dev = devices.resolve_device(device)
-    return dev, {"device": dev.type, "partner": {"config": partner.config,
-                                                 "finished_at": partner.metrics["provenance"]["finished_at"]}}
+    precision = _precision(run, dev)
+    return dev, precision, {"device": dev.type, "precision": precision, "partner": {
+        "config": partner.config, "finished_at": partner.metrics["provenance"]["finished_at"]}}
+
+
+def _precision(run, device):
+    """The precision of a measurement on `device`: the one `run` trained in ('bf16' where its amp resolved to
+    bf16, else 'fp32'; see lib.devices.precision_context), so that a measured step costs what a training step
+    cost. fp32 where `device` has no native bf16: an emulated bf16 step would measure the emulation."""
+    trained = "bf16" if run.metrics["provenance"].get("amp") == "bf16" else "fp32"
+    return "bf16" if trained == "bf16" and devices.has_native_bf16(device) else "fp32"
 
 
 def _effort(run):
@@ -39,9 +50,9 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
     training images (batch size of the run, at most the training set), 3 rounds of 3 timed steps.
 
     Returns {'native': ..., 'custom': ...} each {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}, plus
-    'batch', 'image_size' and 'device_name'. Cached beside the custom run.
+    'batch', 'image_size', 'device_name' and 'precision'. Cached beside the custom run.
     """
-    dev, key = _key(device, native_run)
+    dev, precision, key = _key(device, custom_run, native_run)
     cfg = native_run.config
 
     def compute():
@@ -53,18 +64,19 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
         for name, run in (("native", native_run), ("custom", custom_run)):
             torch.manual_seed(0)
             models[name] = experiments.build_model(run.config).to(dev)
-        steps = stepcost.compare_training_steps(models, images, labels, **_effort(native_run))
-        return {**steps, "batch": batch, "image_size": cfg["image_size"], "device_name": devices.device_name(dev)}
+        steps = stepcost.compare_training_steps(models, images, labels, precision=precision, **_effort(native_run))
+        return {**steps, "batch": batch, "image_size": cfg["image_size"], "device_name": devices.device_name(dev),
+                "precision": precision}
     return cached(custom_run, "conv-costs", key, compute, force)
 
 
 def vit_costs(window_run, global_run, device="auto", force=False):
     """The windowed against the all-global ViT at the trained size: attention and forward FLOPs per image,
     parameters, and a full training step (each with its training optimizer) on a random batch of the training
-    batch size. Returns {'window': ..., 'global': ..., 'batch', 'image_size', 'device_name'}. Cached beside the
-    windowed run.
+    batch size. Returns {'window': ..., 'global': ..., 'batch', 'image_size', 'device_name', 'precision'}. Cached
+    beside the windowed run.
     """
-    dev, key = _key(device, global_run)
+    dev, precision, key = _key(device, window_run, global_run)
     cfg = window_run.config
 
     def compute():
@@ -73,20 +85,22 @@ def vit_costs(window_run, global_run, device="auto", force=False):
         images, targets = _random_batch(batch, size, dev)
         models = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
         optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in models.items()}
-        steps = stepcost.compare_training_steps(models, images, targets, optimizers, **_effort(window_run))
+        steps = stepcost.compare_training_steps(models, images, targets, optimizers, precision=precision,
+                                                **_effort(window_run))
         costs = {name: {**steps[name], "attention_flops": vit.attention_flops(m, size),
                         "forward_flops": stepcost.forward_flops(m, images[:1]), "parameters": _parameters(m)}
                  for name, m in models.items()}
-        return {**costs, "batch": batch, "image_size": size, "device_name": devices.device_name(dev)}
+        return {**costs, "batch": batch, "image_size": size, "device_name": devices.device_name(dev),
+                "precision": precision}
     return cached(window_run, "vit-costs", key, compute, force)
 
 
 def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto", force=False):
     """vit_costs' step measurement as the token grid grows: images of scale x the trained size (same patch),
     a batch of `batch`, one round. Returns {'rows': [{'model', 'tokens', 'seconds_per_step', 'images_per_s',
-    'peak_memory_mb', 'attention_flops'}], 'batch', 'device_name'}. Cached beside the windowed run.
+    'peak_memory_mb', 'attention_flops'}], 'batch', 'device_name', 'precision'}. Cached beside the windowed run.
     """
-    dev, key = _key(device, global_run)
+    dev, precision, key = _key(device, window_run, global_run)
     batch = _batch(window_run, batch)
     key.update(scales=list(scales), batch=batch)
 
@@ -99,20 +113,21 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
                      for name, run in runs.items()}
             x, y = _random_batch(batch, side, dev)
             optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in sized.items()}
-            measured = stepcost.compare_training_steps(sized, x, y, optimizers, **dict(_effort(window_run), rounds=1))
+            measured = stepcost.compare_training_steps(sized, x, y, optimizers, precision=precision,
+                                                       **dict(_effort(window_run), rounds=1))
             grid = vit.token_grid(side, sized["window"].patch_embed.patch_size)
             rows += [{"model": name, "tokens": grid[0] * grid[1], **measured[name],
                       "attention_flops": vit.attention_flops(m, side)} for name, m in sized.items()]
-        return {"rows": rows, "batch": batch, "device_name": devices.device_name(dev)}
+        return {"rows": rows, "batch": batch, "device_name": devices.device_name(dev), "precision": precision}
     return cached(window_run, "vit-scaling", key, compute, force)
 
 
 def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
     """SimpleNet against the windowed ViT: parameters, forward FLOPs per image and a training step measured side
     by side on one random batch of the ViT's training size, each with its own optimizer. Returns {'cnn': ...,
-    'vit': ..., 'batch', 'device_name'}. Cached beside the ViT run.
+    'vit': ..., 'batch', 'device_name', 'precision'}. Cached beside the ViT run.
     """
-    dev, key = _key(device, cnn_run)
+    dev, precision, key = _key(device, vit_run, cnn_run)
     cfg = vit_run.config
 
     def compute():
@@ -121,10 +136,11 @@ def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
         images, targets = _random_batch(batch, cfg["image_size"], dev)
         nets = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
         optimizers = {name: train.build_optimizer(net, runs[name].config) for name, net in nets.items()}
-        steps = stepcost.compare_training_steps(nets, images, targets, optimizers, **_effort(vit_run))
+        steps = stepcost.compare_training_steps(nets, images, targets, optimizers, precision=precision,
+                                                **_effort(vit_run))
         costs = {name: {**steps[name], "parameters": _parameters(net),
                         "forward_flops": stepcost.forward_flops(net, images[:1])} for name, net in nets.items()}
-        return {**costs, "batch": batch, "device_name": devices.device_name(dev)}
+        return {**costs, "batch": batch, "device_name": devices.device_name(dev), "precision": precision}
     return cached(vit_run, "cnn-vs-vit", key, compute, force)
 
 

@@ -145,10 +145,11 @@ def build_loaders(train_set, val_set, cfg, seed, device):
 
 # ----------------------------------------------------------------------------- the loop
 
-def evaluate(model, loader, transform, device, amp_dtype=None, progress=False, max_batches=None):
+def evaluate(model, loader, transform, device, precision="fp32", progress=False, max_batches=None):
     """Val loss and Acc@1/Acc@5 (percent) of `model` on `loader` (uint8 batches -> `transform`).
 
-    max_batches: evaluate at most that many batches of `loader` (None: all).
+    precision: 'fp32' or 'bf16' (lib.devices.precision_context); max_batches: evaluate at most that many
+    batches of `loader` (None: all).
     """
     was_training = model.training
     model.eval()
@@ -158,7 +159,7 @@ def evaluate(model, loader, transform, device, amp_dtype=None, progress=False, m
         for images, labels in tqdm(batches, desc="val", leave=False, disable=not progress,
                                    total=min(len(loader), max_batches or len(loader))):
             images, labels = transform(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with devices.precision_context(precision, device):
                 logits = model(images)
             meter.update(F.cross_entropy(logits.float(), labels), logits, labels)
     model.train(was_training)
@@ -174,7 +175,8 @@ class Trainer:
     amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json): bf16 autocast on a GPU
     with bf16; on a CPU with bf16 instructions, bf16 when it makes this model's training step at least
     AMP_MIN_SPEEDUP times faster (`lib.stepcost.bf16_speedup`, measured on one batch); otherwise off (fp32).
-    bf16 autocast keeps the weights, gradients and optimizer state in fp32.
+    bf16 autocast keeps the weights, gradients and optimizer state in fp32. amp 'off' is IEEE fp32, with the GPU's
+    TF32 shortcut off (`lib.devices.precision_context`), so that 'fp32' means the same arithmetic on every device.
     `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training);
     it runs inside the trainer's autocast, i.e. in the training precision.
     `notes` (plain data, e.g. where pretrained weights came from) are copied into metrics.json.
@@ -208,19 +210,20 @@ class Trainer:
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
 
     @property
-    def amp_dtype(self):
-        return torch.bfloat16 if self.amp == "bf16" else None
+    def precision(self):
+        """The training precision, as lib.devices.PRECISIONS names it: 'bf16' (autocast) or 'fp32'."""
+        return "bf16" if self.amp == "bf16" else "fp32"
 
     def autocast(self):
-        """bf16 autocast on the training device when amp is on, else a no-op context."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+        """The training precision's context on the training device (lib.devices.precision_context)."""
+        return devices.precision_context(self.precision, self.device)
 
     def _resolve_amp(self):
         """'bf16' or 'off' for amp='auto' (see the class docstring); every process gets rank 0's choice."""
-        if self.device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "off"
-        if not devices.cpu_has_native_bf16():
+        if not devices.has_native_bf16(self.device):
             return "off"
+        if self.device.type == "cuda":
+            return "bf16"
         choice = torch.zeros(1)
         if self.rank == 0:
             with torch.random.fork_rng(devices=[]):
@@ -374,7 +377,7 @@ class Trainer:
         return self.finish() if self.epoch == self.cfg["epochs"] else None
 
     def validate(self):
-        return evaluate(self.model, self.val_loader, self.val_transform, self.device, self.amp_dtype,
+        return evaluate(self.model, self.val_loader, self.val_transform, self.device, self.precision,
                         max_batches=self.cfg.get("val_batches"))
 
     def _tensorboard(self):

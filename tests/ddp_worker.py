@@ -3,10 +3,13 @@
     torchrun --nproc-per-node 2 tests/ddp_worker.py OUT STAGE [STAGE ...]
 
 Stages, run in order in the same processes: `whole` trains 3 epochs into OUT/whole and saves each rank's
-first augmentation draw as OUT/draw<rank>.pt; `part` trains 1 epoch of the same run into OUT/split;
-`resume` continues OUT/split to the end; `nan` makes rank 1's loss NaN at its second step. A
-TrainingError is printed as "rank R: error: ..." and ends the process with status 3.
+first augmentation draw as OUT/draw<rank>.pt; `killed` trains the same run into OUT/split until rank 0 is
+killed (SIGKILL, no clean-up) at its first step of epoch 2, which ends the launch; `resume` continues OUT/split
+to the end; `nan` makes rank 1's loss NaN at its second step. A TrainingError is printed as
+"rank R: error: ..." and ends the process with status 3.
 """
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +61,15 @@ def nan_on_rank_1(model, images, labels, calls=[]):
     return (images * float("nan") if poisoned else images), {}
 
 
+def kill_rank_0_in_epoch_2(run):
+    """An input hook for `run` that leaves the batches alone until rank 0 starts epoch 2, and kills it there."""
+    def hook(model, images, labels):
+        if run.epoch == 1 and world()[0] == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return images, {}
+    return hook
+
+
 def main(out, stages):
     init_distributed("cpu")
     rank = world()[0]
@@ -66,8 +78,10 @@ def main(out, stages):
             run = trainer(out / "whole")
             run.fit()
             torch.save(run.train_transform.first, out / f"draw{rank}.pt")
-        elif stage == "part":
-            trainer(out / "split").fit(stop_after=1)
+        elif stage == "killed":
+            run = trainer(out / "split")
+            run.input_hook = kill_rank_0_in_epoch_2(run)
+            run.fit()
         elif stage == "resume":
             run = trainer(out / "split")
             run.resume(out / "split" / "checkpoint.pth")

@@ -44,6 +44,29 @@ def test_attack_evaluation_cached_with_per_image_results_and_provenance(run, mon
     assert analysis.attack_evaluation(run, attack, images=20, steps=[3, 1])[3]["adv_acc1"] == result["adv_acc1"]
 
 
+def test_analyses_compute_in_ieee_fp32_whatever_the_caller_enabled(run, monkeypatch):
+    """A per-image result means the same on every device: no autocast and no TF32, even when the calling code
+    (a notebook cell, a training run's precision) has them on."""
+    seen, load = [], type(run).load_model
+
+    def spy(self, *args, **kwargs):
+        model = load(self, *args, **kwargs)
+        model.register_forward_hook(
+            lambda module, inputs, out: seen.append((out.dtype, torch.backends.cudnn.conv.fp32_precision)))
+        return model
+    monkeypatch.setattr(type(run), "load_model", spy)
+    before = torch.backends.cudnn.conv.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            analysis.attack_evaluation(run, PGDAttack(num_steps=1, step_size=1 / 255, epsilon=1 / 255), images=4,
+                                       device="cpu")
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"  # the caller's setting is back afterwards
+    finally:
+        torch.backends.cudnn.conv.fp32_precision = before
+    assert seen and set(seen) == {(torch.float32, "ieee")}
+
+
 def test_force_recomputes_and_keeps_the_previous_files(run):
     analysis.predictions(run, device="cpu")
     analysis.predictions(run, device="cpu", force=True)

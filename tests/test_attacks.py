@@ -363,6 +363,14 @@ def test_adversarial_training_hook_keeps_batchnorm_and_counts_clean_correct():
     assert logs["clean_correct"].item() == expected.item()
 
 
+def test_adversarial_training_hook_counts_tied_logits_against_the_label():
+    """bf16 crafting ties logits often: the clean count follows the meters' rule, not argmax's first index."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6))
+    nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)
+    _, logs = AdversarialTraining()(model, random_images(), torch.tensor([0, 0, 0, 0]))
+    assert logs["clean_correct"].item() == 0  # argmax would pick class 0 for every image and count 4
+
+
 def test_adversarial_training_beats_plain_training_under_attack():
     attack = PGDAttack(num_steps=5, step_size=0.04, epsilon=0.12, targeted=None)
     data, test = robust_vs_fragile_data(2048, seed=1), [robust_vs_fragile_data(512, seed=2)]

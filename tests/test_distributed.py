@@ -61,15 +61,15 @@ def test_an_explicit_gpu_under_torchrun_is_an_error(fake_two_gpus):
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
-    """Two launches (each costs seconds of start-up): a whole 3-epoch 2-process run and the same run stopped
-    after epoch 1; then a new launch that resumes it and goes on to a run whose loss turns NaN on rank 1.
-    Returns (output folder, the second launch's CompletedProcess, its wall time in seconds)."""
+    """Two launches (each costs seconds of start-up): a whole 3-epoch 2-process run, then the same run until
+    rank 0 is killed in epoch 2; then a new launch that resumes it and goes on to a run whose loss turns NaN on
+    rank 1. Returns (output folder, the second launch's CompletedProcess, its wall time in seconds, the first
+    launch's CompletedProcess)."""
     out = tmp_path_factory.mktemp("ddp")
-    done = torchrun(WORKER, out, "whole", "part")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    killed = torchrun(WORKER, out, "whole", "killed")
     start = time.monotonic()
     done = torchrun(WORKER, out, "resume", "nan", timeout=180)
-    return out, done, time.monotonic() - start
+    return out, done, time.monotonic() - start, killed
 
 
 def test_ranks_draw_different_augmentations(ddp_runs):
@@ -82,7 +82,10 @@ def test_each_rank_saves_its_own_random_state(ddp_runs):
     assert len(rng) == 2 and not torch.equal(rng[0]["cpu"], rng[1]["cpu"])
 
 
-def test_resume_after_epoch_1_equals_the_uninterrupted_run(ddp_runs):
+def test_a_run_killed_in_epoch_2_resumes_from_epoch_1_to_the_uninterrupted_result(ddp_runs):
+    out, killed = ddp_runs[0], ddp_runs[3]
+    assert killed.returncode != 0 and (out / "whole" / "metrics.json").exists(), killed.stderr[-3000:]
+    assert "Signals.SIGKILL" in killed.stderr or "SIGKILL" in killed.stderr, killed.stderr[-3000:]
     whole, split = (json.loads((ddp_runs[0] / name / "metrics.json").read_text()) for name in ("whole", "split"))
     assert whole["provenance"]["processes"] == split["provenance"]["processes"] == 2
     for key in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "best_val_acc1"):
@@ -103,7 +106,7 @@ def test_a_single_process_resumes_a_two_process_checkpoint_with_a_warning(ddp_ru
 
 
 def test_a_nan_loss_on_one_rank_stops_both_promptly(ddp_runs):
-    out, done, seconds = ddp_runs
+    out, done, seconds, _ = ddp_runs
     output = done.stdout + done.stderr
     assert done.returncode != 0 and seconds < 180  # gloo alone would wait 30 minutes for the lost rank
     for rank in (0, 1):

@@ -1,8 +1,10 @@
 """The experiment registry, cached runs and the command line."""
+import json
+
 import pytest
 import torch
 
-from lib import attacks, experiments, measurements, settings, study
+from lib import attacks, devices, experiments, measurements, settings, stepcost, study
 from lib.__main__ import main
 
 
@@ -197,6 +199,34 @@ def test_dry_run_is_capped_lives_apart_and_is_marked(tmp_path):
     vit = experiments.run("vit", "smoke", results_dir=tmp_path, progress=False, dry_run=True)
     costs = measurements.cnn_vs_vit(dry, vit, device="cpu")
     assert costs["batch"] == caps["measure_batch"] < vit.config["batch_size"]
+
+
+@pytest.fixture(scope="module")
+def conv_runs(tmp_path_factory):
+    """Dry smoke runs of SimpleNet with the native and the custom convolution."""
+    results = tmp_path_factory.mktemp("results")
+    return [experiments.run(name, "smoke", results_dir=results, progress=False, dry_run=True, device="cpu")
+            for name in ("simplenet", "simplenet_custom")]
+
+
+@pytest.mark.parametrize("amp,native_bf16,precision", [("bf16", True, "bf16"), ("bf16", False, "fp32"),
+                                                       ("off", True, "fp32")])
+def test_a_cost_is_measured_in_the_precision_its_run_trained_in(conv_runs, monkeypatch, amp, native_bf16, precision):
+    """Both models of a comparison in one precision: the run's, unless the measuring device would only emulate
+    bf16; the result records it."""
+    runs = conv_runs
+    for run in runs:
+        metrics = run.metrics
+        metrics["provenance"]["amp"] = amp
+        (run.dir / "metrics.json").write_text(json.dumps(metrics))
+    asked = []
+    compare = stepcost.compare_training_steps
+    monkeypatch.setattr(stepcost, "compare_training_steps",
+                        lambda *args, precision, **kwargs: asked.append(precision) or compare(
+                            *args, precision="fp32", **kwargs))  # bf16 would be emulated (slow) on this CPU
+    monkeypatch.setattr(devices, "has_native_bf16", lambda device: native_bf16)
+    costs = measurements.conv_costs(*runs, device="cpu", force=True)
+    assert costs["precision"] == precision and asked == [precision]
 
 
 def test_cnns_are_built_channels_last_and_compute_what_the_contiguous_model_computes():

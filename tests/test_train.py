@@ -210,3 +210,19 @@ def test_bf16_autocast_on_cpu_learns_like_fp32_and_keeps_fp32_weights(tmp_path):
     assert bf16["train_loss"].iloc[-1] < bf16["train_loss"].iloc[0]
     for key in ("train_loss", "val_loss"):
         assert bf16[key].to_numpy() == pytest.approx(fp32[key].to_numpy(), rel=1e-2), key
+
+
+@pytest.mark.parametrize("amp,dtype", [("off", torch.float32), ("bf16", torch.bfloat16)])
+def test_training_and_validation_run_in_the_named_precision_whatever_the_global_tf32_setting(tmp_path, amp, dtype):
+    """amp 'off' means IEEE fp32 (TF32 off) and 'bf16' autocast, in the step and in validation alike."""
+    run = trainer(tmp_path, amp=amp, epochs=1, train_batches=1, val_batches=1)
+    seen = []
+    run.model[0].register_forward_hook(lambda module, inputs, out: seen.append(
+        (module.training, out.dtype, torch.backends.cuda.matmul.fp32_precision)))
+    before = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    try:
+        run.fit()
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before
+    assert seen == [(True, dtype, "ieee"), (False, dtype, "ieee")]
