@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 PRECISIONS = ("fp32", "bf16")
-PRECISION_NAMES = {"fp32": "fp32 (TF32 off)", "bf16": "bf16 autocast"}  # as the report names them
+PRECISION_NAMES = {"fp32": "IEEE fp32", "bf16": "bf16 autocast"}  # as the report names them (IEEE: no TF32)
 
 
 class DeviceError(RuntimeError):
