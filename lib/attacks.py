@@ -244,32 +244,37 @@ def _per_image(images, adv, labels, clean_logits, adv_logits, targets):
             "mse": to_numpy(delta.square().mean(1)).astype(np.float64)}
 
 
+def successes(per_image):
+    """Per-image success of an attack, (succeeded, eligible), bool (n,) each, from the arrays of
+    evaluate_over_steps. Targeted: every image is eligible, and it succeeded when its adversarial top-1 is the
+    target. Untargeted: the images the model got right (top-1) are eligible, and one succeeded when it is
+    wrong after the attack."""
+    if (per_image["target"] >= 0).all():
+        return per_image["adv_top5"][:, 0] == per_image["target"], np.ones(len(per_image["target"]), dtype=bool)
+    eligible = per_image["clean_rank"] == 0
+    return eligible & (per_image["adv_rank"] > 0), eligible
+
+
 def summarise(per_image):
     """Summary of per-image attack results (the arrays of evaluate_over_steps). Percentages:
       clean_acc1, clean_acc5, adv_acc1, adv_acc5;
-      success_rate: targeted, images whose adversarial top-1 is the target, over all images;
-        untargeted, originally top-1-correct images whose adversarial top-1 is wrong, over the
-        originally correct ones (nan when none is correct);
+      success_rate: `successes` over the eligible images (nan when none is eligible), and the counts behind
+        it, successes and success_images;
       linf, l2: mean per-image L-inf and L2 norm of the perturbation, pixel units in [0, 1];
       psnr: 10 log10(1 / MSE) in dB, the MSE taken over all pixels of all images (inf if none changed);
       num_images.
     """
-    label, target = per_image["label"], per_image["target"]
-    adv = per_image["adv_top5"]
     clean_rank, adv_rank = per_image["clean_rank"], per_image["adv_rank"]
-    n = len(label)
+    n = len(clean_rank)
     if n == 0:
         raise ValueError("no images to summarise")
-    if (target >= 0).all():
-        hits, eligible = (adv[:, 0] == target).sum(), n
-    else:
-        was_correct = clean_rank == 0
-        hits, eligible = (was_correct & (adv_rank > 0)).sum(), was_correct.sum()
+    succeeded, eligible = successes(per_image)
+    hits, tried = int(succeeded.sum()), int(eligible.sum())
     mse = float(per_image["mse"].mean())
     return {
         "clean_acc1": 100.0 * (clean_rank < 1).mean(), "clean_acc5": 100.0 * (clean_rank < 5).mean(),
         "adv_acc1": 100.0 * (adv_rank < 1).mean(), "adv_acc5": 100.0 * (adv_rank < 5).mean(),
-        "success_rate": 100.0 * hits / eligible if eligible else math.nan,
+        "success_rate": 100.0 * hits / tried if tried else math.nan, "successes": hits, "success_images": tried,
         "linf": float(per_image["linf"].mean()), "l2": float(per_image["l2"].mean()),
         "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
         "num_images": n,

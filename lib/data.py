@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
@@ -26,7 +25,8 @@ from tqdm.auto import tqdm
 from lib.devices import loader_workers
 from lib.download import DATA_MD5, DATA_URL, LISTS_URL, download, verify  # noqa: F401 (re-exported)
 from lib.listfiles import (  # noqa: F401 (re-exported)
-    LIST_FILES, NUM_CLASSES, PROJECT_ROOT, SAMPLE_ROOT, SPLITS, DataError, open_rgb, read_categories, read_list)
+    DECODE_ERRORS, LIST_FILES, NUM_CLASSES, PROJECT_ROOT, SAMPLE_ROOT, SPLITS, DataError, open_rgb, read_categories,
+    read_list)
 from lib.progress import note
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -151,7 +151,7 @@ class _DecodeFiles(Dataset):
     def __getitem__(self, index):
         try:
             return square_uint8(open_rgb(self.files[index]), self.side).numpy(), None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except DECODE_ERRORS as exc:
             return None, f"{self.files[index]} does not decode ({exc})"
 
 

@@ -17,10 +17,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
 from tqdm.auto import tqdm
 
-from lib.listfiles import LIST_FILES, SAMPLE_ROOT, SPLITS, DataError, _categories, _list_line, _parse_file, open_rgb
+from lib.listfiles import (DECODE_ERRORS, LIST_FILES, SAMPLE_ROOT, SPLITS, DataError, _categories, _list_line,
+                           _parse_file, open_rgb)
 
 # The development kit's README (CSAILVision/miniplaces) links this archive; DATA_MD5 is its checksum.
 DATA_URL = "http://miniplaces.csail.mit.edu/data/data.tar.gz"
@@ -37,7 +37,7 @@ def _decode_problem(path):
         return f"{path} does not exist"
     try:
         open_rgb(path)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         return f"{path} does not decode ({exc})"
     return None
 

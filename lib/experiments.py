@@ -229,17 +229,20 @@ def attack_settings(profile="sample", dry_run=False, **overrides):
 
 # ----------------------------------------------------------------------------- models and data
 
-def build_model(cfg):
-    """The model of a configuration, freshly initialised (pretrained weights per model_kwargs), its weights in
-    channels_last memory format when cfg['channels_last'] (so that every use of it, training, evaluation,
+def build_model(cfg, pretrained=True):
+    """The model of a configuration, freshly initialised (pretrained weights per model_kwargs; with
+    pretrained=False never: only the layers, to load a run's trained weights into or to count them), its weights
+    in channels_last memory format when cfg['channels_last'] (so that every use of it, training, evaluation,
     attacks and cost measurements, runs the layout it was trained in)."""
     layout = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
-    return _new_model(cfg).to(memory_format=layout)
+    return _new_model(cfg, pretrained).to(memory_format=layout)
 
 
-def _new_model(cfg):
+def _new_model(cfg, pretrained):
     from lib import cnn, conv, vit
     kwargs = dict(cfg["model_kwargs"])
+    if cfg["model"] == "resnet18" and not pretrained:
+        kwargs["pretrained"] = False
     if cfg["model"] in ("simplenet", "improvednet"):
         ops = {"native": nn.Conv2d, "custom": conv.CustomConv2d}
         op = kwargs.pop("conv", "native")
@@ -310,9 +313,7 @@ class Run:
 
         The checkpoint is read into CPU memory; only the model moves to `device`.
         """
-        cfg = dict(self.config, model_kwargs={**self.config["model_kwargs"], **(
-            {"pretrained": False} if self.config["model"] == "resnet18" else {})})
-        model = build_model(cfg)
+        model = build_model(self.config, pretrained=False)
         state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"))
         model.load_state_dict(state["model"])
         return model.to(device).eval()

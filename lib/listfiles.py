@@ -112,7 +112,11 @@ def read_list(root, split):
     return [value for _, value in entries]
 
 
+# What Pillow raises for a file that is not a decodable image (truncated, corrupt, not an image, a bomb).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def open_rgb(path):
-    """The image file at `path` as a PIL RGB image (decoded fully)."""
+    """The image file at `path` as a PIL RGB image (decoded fully); DECODE_ERRORS when it does not decode."""
     with Image.open(path) as image:
         return image.convert("RGB")

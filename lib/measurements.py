@@ -147,9 +147,7 @@ def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
 def parameters(run, device="cpu", force=False):
     """Number of parameters of a run's model (from a fresh build; pretrained weights are not fetched)."""
     def compute():
-        cfg = dict(run.config, model_kwargs={**run.config["model_kwargs"], **(
-            {"pretrained": False} if run.config["model"] == "resnet18" else {})})
-        return {"parameters": _parameters(experiments.build_model(cfg))}
+        return {"parameters": _parameters(experiments.build_model(run.config, pretrained=False))}
     return cached(run, "parameters", {}, compute, force)["parameters"]
 
 

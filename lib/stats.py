@@ -131,19 +131,25 @@ def p_phrase(p):
     return f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
 
 
-def describe_pair(pair, name_a, name_b, digits=1):
+def describe_pair(pair, name_a, name_b, digits=1, ahead="more accurate"):
     """A sentence fragment on a paired comparison (a dict of `paired_difference`), with its verdict.
 
-    The difference is called one only when McNemar's p < SIGNIFICANCE; otherwise the sentence says that
-    this execution cannot tell the two apart at this n.
+    The difference is called one only when McNemar's p < SIGNIFICANCE (then the one with more hits "is
+    `ahead` on these images"); otherwise the sentence says that this execution cannot tell the two apart at
+    this n.
     """
     d, lo, hi = (100 * pair[key] for key in ("difference", "low", "high"))
     numbers = (f"{name_a} minus {name_b}: {d:+.{digits}f} points [{lo:+.{digits}f}, {hi:+.{digits}f}], "
                f"{pair['b']} vs {pair['c']} discordant images of {pair['n']:,}, McNemar {p_phrase(pair['p'])}")
     if significant(pair):
-        better = name_a if d > 0 else name_b
-        return f"{numbers}: {better} is more accurate on these images."
+        return f"{numbers}: {name_a if d > 0 else name_b} is {ahead} on these images."
     return f"{numbers}: this execution cannot tell the two apart at this n."
+
+
+def difference_phrase(pair, digits=1):
+    """'+17.0 points [+11.9, +22.9] (p < 0.001)': a paired difference with its 95% interval and McNemar p."""
+    d, lo, hi = (100 * pair[key] for key in ("difference", "low", "high"))
+    return f"{d:+.{digits}f} points [{lo:+.{digits}f}, {hi:+.{digits}f}] ({p_phrase(pair['p'])})"
 
 
 def significant(pair):

@@ -238,13 +238,11 @@ def manual_metrics(model, batches, attack):
                 hit=(attacked[i].argmax() == targets[i]) if targets is not None else attacked[i].argmax() != labels[i],
                 linf=delta.abs().max().item(), l2=delta.pow(2).sum().sqrt().item(), sq=delta.pow(2).mean().item()))
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
-    if attack.targeted:
-        success = 100 * mean("hit")
-    else:
-        eligible = [r for r in rows if r["clean1"]]
-        success = 100 * sum(float(r["hit"]) for r in eligible) / len(eligible)
+    eligible = rows if attack.targeted else [r for r in rows if r["clean1"]]
+    hits = sum(int(r["hit"]) for r in eligible)
     return {"clean_acc1": 100 * mean("clean1"), "clean_acc5": 100 * mean("clean5"),
-            "adv_acc1": 100 * mean("adv1"), "adv_acc5": 100 * mean("adv5"), "success_rate": success,
+            "adv_acc1": 100 * mean("adv1"), "adv_acc5": 100 * mean("adv5"), "success_rate": 100 * hits / len(eligible),
+            "successes": hits, "success_images": len(eligible),
             "linf": mean("linf"), "l2": mean("l2"), "psnr": -10 * math.log10(mean("sq")), "num_images": len(rows)}
 
 

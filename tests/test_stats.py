@@ -87,6 +87,11 @@ def test_describe_and_verdicts():
     assert "cannot tell the two apart" in stats.describe_pair(same, "A", "B")
     strong = stats.paired_difference(np.ones(40, bool), np.zeros(40, bool))
     assert stats.significant(strong) and "A is more accurate" in stats.describe_pair(strong, "A", "B")
+    weaker = stats.paired_difference(np.zeros(40, bool), np.ones(40, bool))
+    assert stats.describe_pair(weaker, "A", "B", ahead="more often fooled").endswith("B is more often fooled on these "
+                                                                                      "images.")
+    low, high = (100 * strong[key] for key in ("low", "high"))
+    assert stats.difference_phrase(strong) == f"+100.0 points [{low:+.1f}, {high:+.1f}] (p < 0.001)"
 
 
 def test_count_recovers_the_images_behind_a_logged_percentage():
