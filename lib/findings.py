@@ -5,9 +5,11 @@ Each `judge_*` function takes computed results (paired comparisons from lib.stat
 lib.measurements, attack summaries from lib.analysis) and returns a dict: finding (the reference's claim),
 verdict (one of VERDICTS) and evidence (the numbers and the test behind the verdict, one sentence or two).
 A difference in accuracy counts only when its exact McNemar p is below lib.stats.SIGNIFICANCE; a cost counts
-as lower or higher when it differs by more than COST_MARGIN.
+as lower or higher when it differs by more than COST_MARGIN, a step time only when it does so in every round of
+the side-by-side measurement.
 """
 from lib import stats
+from lib.stepcost import round_ratios
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable in this profile"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE)
@@ -29,22 +31,39 @@ def _verdict(finding, verdict, evidence):
     return {"finding": finding, "verdict": verdict, "evidence": evidence}
 
 
-def _ratio_word(ratio):
+def ratio_word(ratio):
+    """A (deterministic) cost ratio in words: within COST_MARGIN of 1 it is "about the same"."""
     return "about the same" if abs(ratio - 1) <= COST_MARGIN else ("higher" if ratio > 1 else "lower")
+
+
+def time_word(ratios):
+    """A step-time ratio (median, lowest, highest over the rounds; lib.stepcost.round_ratios) in words: "higher" or
+    "lower" when every round's ratio lies beyond COST_MARGIN on that side, "about the same" when every one lies
+    within it, otherwise "not the same in every round"."""
+    _, low, high = ratios
+    if low > 1 + COST_MARGIN or high < 1 - COST_MARGIN:
+        return "higher" if low > 1 else "lower"
+    return "about the same" if 1 - COST_MARGIN <= low and high <= 1 + COST_MARGIN else "not the same in every round"
+
+
+def ratio_phrase(ratios):
+    """'1.31x (1.25-1.58x over 5 rounds)': a step-time ratio of lib.stepcost.round_ratios."""
+    median, low, high = ratios
+    return f"{median:.2f}x ({low:.2f}-{high:.2f}x over the rounds)"
 
 
 def judge_custom_conv(costs):
     """'The custom convolution is slower and needs more memory than nn.Conv2d.'
 
-    costs: lib.measurements.conv_costs (native / custom: seconds_per_step, peak_memory_mb).
+    costs: lib.measurements.conv_costs (native / custom: round_seconds, peak_memory_mb; rounds).
     """
-    time_ratio = costs["custom"]["seconds_per_step"] / costs["native"]["seconds_per_step"]
+    ratios = round_ratios(costs["custom"], costs["native"])
     memory_ratio = costs["custom"]["peak_memory_mb"] / costs["native"]["peak_memory_mb"]
-    slower, bigger = time_ratio > 1 + COST_MARGIN, memory_ratio > 1 + COST_MARGIN
-    evidence = (f"A training step with the custom convolution took {time_ratio:.2f}x the time of nn.Conv2d's and "
-                f"held {memory_ratio:.2f}x its peak memory (medians of 3 rounds, side by side, batch "
+    slower, bigger = time_word(ratios) == "higher", memory_ratio > 1 + COST_MARGIN
+    evidence = (f"A training step with the custom convolution took {ratio_phrase(ratios)} the time of nn.Conv2d's "
+                f"and held {memory_ratio:.2f}x its peak memory ({costs['rounds']} rounds side by side, batch "
                 f"{costs['batch']} at {costs['image_size']} px on {costs['device_name']}; time "
-                f"{_ratio_word(time_ratio)}, memory {_ratio_word(memory_ratio)}).")
+                f"{time_word(ratios)}, memory {ratio_word(memory_ratio)}).")
     return _verdict("The custom convolution is slower and needs more memory than nn.Conv2d.",
                     REPRODUCED if slower and bigger else NOT_REPRODUCED, evidence)
 
@@ -71,18 +90,18 @@ def judge_resnet_best(pairs, pretrained):
 def judge_window_attention(costs, pair):
     """'Window attention saves compute at similar accuracy.'
 
-    costs: lib.measurements.vit_costs (window / global: attention_flops, seconds_per_step, peak_memory_mb);
+    costs: lib.measurements.vit_costs (window / global: attention_flops, round_seconds, peak_memory_mb);
     pair: paired_difference(window, global) on the validation images. Compute is saved when attention FLOPs
-    and the measured step time or peak memory are lower by more than COST_MARGIN; accuracy is similar when the
-    McNemar test finds no difference (p >= SIGNIFICANCE; the interval says how close that is).
+    are lower by more than COST_MARGIN, and the step time (in every round) or the peak memory too; accuracy is
+    similar when the McNemar test finds no difference (p >= SIGNIFICANCE; the interval says how close that is).
     """
-    ratio = {key: costs["window"][key] / costs["global"][key]
-             for key in ("attention_flops", "seconds_per_step", "peak_memory_mb")}
+    ratio = {key: costs["window"][key] / costs["global"][key] for key in ("attention_flops", "peak_memory_mb")}
+    times = round_ratios(costs["window"], costs["global"])
     fewer_flops = ratio["attention_flops"] < 1 - COST_MARGIN
-    measured = ratio["seconds_per_step"] < 1 - COST_MARGIN or ratio["peak_memory_mb"] < 1 - COST_MARGIN
+    measured = time_word(times) == "lower" or ratio["peak_memory_mb"] < 1 - COST_MARGIN
     similar = not stats.significant(pair)
     evidence = (f"Window attention needs {ratio['attention_flops']:.0%} of the attention FLOPs; a measured training "
-                f"step took {ratio['seconds_per_step']:.2f}x the time and {ratio['peak_memory_mb']:.2f}x the peak "
+                f"step took {ratio_phrase(times)} the time and {ratio['peak_memory_mb']:.2f}x the peak "
                 f"memory of the all-global model (batch {costs['batch']} at {costs['image_size']} px). Accuracy, "
                 + stats.describe_pair(pair, "window", "global"))
     verdict = REPRODUCED if fewer_flops and measured and similar else NOT_REPRODUCED

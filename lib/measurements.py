@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader
 from lib import devices, experiments, stepcost, train, vit
 from lib.cache import cached
 
+ROUNDS, REPEATS = 5, 3  # compare_training_steps: rounds taking turns, timed steps per model and round
+
 
 def _key(device, run, partner):
     """(device, precision, cache settings) of a measurement of `run` against `partner`: the device, the
@@ -19,7 +21,7 @@ def _key(device, run, partner):
     must change when the partner is retrained or reconfigured too)."""
     dev = devices.resolve_device(device)
     precision = _precision(run, dev)
-    return dev, precision, {"device": dev.type, "precision": precision, "partner": {
+    return dev, precision, {"device": dev.type, "precision": precision, **_effort(run), "partner": {
         "config": partner.config, "finished_at": partner.metrics["provenance"]["finished_at"]}}
 
 
@@ -33,7 +35,7 @@ def _precision(run, device):
 
 def _effort(run):
     """compare_training_steps' rounds and repeats: one timed step per model in a capped (dry) run."""
-    return dict(rounds=1, repeats=1) if run.config.get("dry_run") else {}
+    return dict(rounds=1, repeats=1) if run.config.get("dry_run") else dict(rounds=ROUNDS, repeats=REPEATS)
 
 
 def _batch(run, batch):
@@ -47,10 +49,11 @@ def _parameters(model):
 
 def conv_costs(native_run, custom_run, device="auto", force=False):
     """SimpleNet with nn.Conv2d against the custom convolution: one training step on one augmented batch of
-    training images (batch size of the run, at most the training set), 3 rounds of 3 timed steps.
+    training images (batch size of the run, at most the training set), ROUNDS rounds of REPEATS timed steps.
 
-    Returns {'native': ..., 'custom': ...} each {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}, plus
-    'batch', 'image_size', 'device_name' and 'precision'. Cached beside the custom run.
+    Returns {'native': ..., 'custom': ...} each {'seconds_per_step', 'images_per_s', 'peak_memory_mb',
+    'round_seconds'}, plus 'batch', 'image_size', 'device_name', 'precision', 'rounds' and 'repeats'. Cached
+    beside the custom run.
     """
     dev, precision, key = _key(device, custom_run, native_run)
     cfg = native_run.config
@@ -66,15 +69,15 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
             models[name] = experiments.build_model(run.config).to(dev)
         steps = stepcost.compare_training_steps(models, images, labels, precision=precision, **_effort(native_run))
         return {**steps, "batch": batch, "image_size": cfg["image_size"], "device_name": devices.device_name(dev),
-                "precision": precision}
+                "precision": precision, **_effort(native_run)}
     return cached(custom_run, "conv-costs", key, compute, force)
 
 
 def vit_costs(window_run, global_run, device="auto", force=False):
     """The windowed against the all-global ViT at the trained size: attention and forward FLOPs per image,
     parameters, and a full training step (each with its training optimizer) on a random batch of the training
-    batch size. Returns {'window': ..., 'global': ..., 'batch', 'image_size', 'device_name', 'precision'}. Cached
-    beside the windowed run.
+    batch size. Returns {'window': ..., 'global': ..., 'batch', 'image_size', 'device_name', 'precision', 'rounds',
+    'repeats'}. Cached beside the windowed run.
     """
     dev, precision, key = _key(device, window_run, global_run)
     cfg = window_run.config
@@ -91,7 +94,7 @@ def vit_costs(window_run, global_run, device="auto", force=False):
                         "forward_flops": stepcost.forward_flops(m, images[:1]), "parameters": _parameters(m)}
                  for name, m in models.items()}
         return {**costs, "batch": batch, "image_size": size, "device_name": devices.device_name(dev),
-                "precision": precision}
+                "precision": precision, **_effort(window_run)}
     return cached(window_run, "vit-costs", key, compute, force)
 
 
@@ -102,7 +105,7 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
     """
     dev, precision, key = _key(device, window_run, global_run)
     batch = _batch(window_run, batch)
-    key.update(scales=list(scales), batch=batch)
+    key.update(scales=list(scales), batch=batch, rounds=1)
 
     def compute():
         runs = {"window": window_run, "global": global_run}

@@ -89,12 +89,13 @@ def measure_training_step(model, images, labels, optimizer=None, repeats=5, prec
     return {"seconds_per_step": seconds, "images_per_s": images.shape[0] / seconds, "peak_memory_mb": peak / 2**20}
 
 
-def compare_training_steps(models, images, labels, optimizers=None, rounds=3, repeats=3, precision="fp32"):
+def compare_training_steps(models, images, labels, optimizers=None, rounds=5, repeats=3, precision="fp32"):
     """`measure_training_step` for several models side by side on one batch, all in one `precision`.
 
     models: {name: model}; optimizers: {name: optimizer} (missing names get the default). The models
     take turns over `rounds` rounds, so that a machine busy with other work slows each of them alike.
-    Returns {name: {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}}, medians over the rounds.
+    Returns {name: {'seconds_per_step', 'images_per_s', 'peak_memory_mb'}}, medians over the rounds, and
+    'round_seconds': the step time of each round, for `round_ratios`.
     """
     optimizers = optimizers or {}
     measured = {name: [] for name in models}
@@ -102,8 +103,17 @@ def compare_training_steps(models, images, labels, optimizers=None, rounds=3, re
         for name, model in models.items():
             measured[name].append(measure_training_step(model, images, labels, optimizers.get(name), repeats,
                                                         precision))
-    return {name: {key: statistics.median(m[key] for m in results) for key in results[0]}
+    return {name: {**{key: statistics.median(m[key] for m in results) for key in results[0]},
+                   "round_seconds": [m["seconds_per_step"] for m in results]}
             for name, results in measured.items()}
+
+
+def round_ratios(a, b):
+    """a's step time over b's, two results of one `compare_training_steps` call (timed in the same rounds):
+    (median, lowest, highest) over the rounds' ratios; a run of other work on the machine that slows one round
+    widens the range instead of tipping the median alone."""
+    ratios = [x / y for x, y in zip(a["round_seconds"], b["round_seconds"])]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def bf16_speedup(model, images, labels, repeats=2):

@@ -12,16 +12,30 @@ def pair(only_a, only_b, both=10, neither=80):
     return stats.paired_difference(a, b)
 
 
-def costs(native=(1.0, 100.0), custom=(1.5, 180.0)):
-    return {"native": {"seconds_per_step": native[0], "peak_memory_mb": native[1]},
-            "custom": {"seconds_per_step": custom[0], "peak_memory_mb": custom[1]},
+def step(round_seconds, memory):
+    """A model's entry of a side-by-side step measurement: one step time per round, and peak memory."""
+    return {"round_seconds": list(round_seconds), "peak_memory_mb": memory}
+
+
+def costs(native=((1.0, 1.0, 1.0), 100.0), custom=((1.5, 1.4, 1.6), 180.0)):
+    return {"native": step(*native), "custom": step(*custom), "rounds": len(native[0]),
             "batch": 64, "image_size": 64, "device_name": "cpu"}
 
 
 def test_custom_conv_needs_both_slower_and_more_memory():
-    assert findings.judge_custom_conv(costs())["verdict"] == REPRODUCED
-    same_memory = findings.judge_custom_conv(costs(custom=(1.5, 102.0)))
+    reproduced = findings.judge_custom_conv(costs())
+    assert reproduced["verdict"] == REPRODUCED and "1.50x (1.40-1.60x over the rounds)" in reproduced["evidence"]
+    same_memory = findings.judge_custom_conv(costs(custom=((1.5, 1.4, 1.6), 102.0)))
     assert same_memory["verdict"] == NOT_REPRODUCED and "memory about the same" in same_memory["evidence"]
+
+
+def test_a_step_time_counts_only_when_every_round_agrees():
+    """One round slowed by other work on the machine must not decide a verdict either way."""
+    one_round_slower = findings.judge_custom_conv(costs(custom=((1.0, 1.02, 1.4), 180.0)))
+    assert one_round_slower["verdict"] == NOT_REPRODUCED
+    assert "time not the same in every round" in one_round_slower["evidence"]
+    assert findings.time_word((1.0, 0.97, 1.04)) == "about the same"
+    assert findings.time_word((0.8, 0.7, 0.9)) == "lower" and findings.time_word((1.3, 1.2, 1.4)) == "higher"
 
 
 def test_better_needs_a_significant_difference_in_the_claimed_direction():
@@ -39,16 +53,18 @@ def test_resnet_without_imagenet_weights_is_not_testable():
     assert findings.judge_resnet_best(pairs, pretrained=True)["verdict"] == NOT_REPRODUCED
 
 
-def vit_costs(time_ratio, memory_ratio, flops_ratio=0.5):
-    return {"window": {"attention_flops": flops_ratio, "seconds_per_step": time_ratio, "peak_memory_mb": memory_ratio},
-            "global": {"attention_flops": 1.0, "seconds_per_step": 1.0, "peak_memory_mb": 1.0},
-            "batch": 64, "image_size": 64}
+def vit_costs(time_ratios, memory_ratio, flops_ratio=0.5):
+    return {"window": {"attention_flops": flops_ratio, **step(time_ratios, memory_ratio)},
+            "global": {"attention_flops": 1.0, **step([1.0] * len(time_ratios), 1.0)}, "batch": 64, "image_size": 64}
 
 
 def test_window_attention_needs_saved_compute_and_no_accuracy_difference():
-    assert findings.judge_window_attention(vit_costs(0.8, 0.9), pair(4, 5))["verdict"] == REPRODUCED
-    assert findings.judge_window_attention(vit_costs(1.0, 1.0), pair(4, 5))["verdict"] == NOT_REPRODUCED
-    assert findings.judge_window_attention(vit_costs(0.8, 0.9), pair(2, 30))["verdict"] == NOT_REPRODUCED
+    faster = (0.8, 0.75, 0.85)
+    assert findings.judge_window_attention(vit_costs(faster, 0.9), pair(4, 5))["verdict"] == REPRODUCED
+    assert findings.judge_window_attention(vit_costs(faster, 1.0), pair(4, 5))["verdict"] == REPRODUCED
+    assert findings.judge_window_attention(vit_costs((0.8, 0.9, 1.1), 1.0), pair(4, 5))["verdict"] == NOT_REPRODUCED
+    assert findings.judge_window_attention(vit_costs((1.0,) * 3, 1.0), pair(4, 5))["verdict"] == NOT_REPRODUCED
+    assert findings.judge_window_attention(vit_costs(faster, 0.9), pair(2, 30))["verdict"] == NOT_REPRODUCED
 
 
 def test_collapse_needs_a_large_significant_drop():

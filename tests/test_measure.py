@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from lib.devices import precision_context
-from lib.stepcost import compare_training_steps, forward_flops, measure_training_step
+from lib.stepcost import compare_training_steps, forward_flops, measure_training_step, round_ratios
 
 
 def mlp(width=512):
@@ -53,6 +53,12 @@ def test_compare_measures_each_model_and_steps_each_optimizer():
     assert result["large"]["peak_memory_mb"] > result["small"]["peak_memory_mb"]
     assert result["large"]["seconds_per_step"] > result["small"]["seconds_per_step"]
     assert not all(torch.equal(a, b) for a, b in zip(before, large.parameters()))
+    assert len(result["small"]["round_seconds"]) == len(result["large"]["round_seconds"]) == 2
+
+
+def test_round_ratios_pair_the_rounds():
+    a, b = {"round_seconds": [2.0, 3.0, 9.0]}, {"round_seconds": [1.0, 2.0, 3.0]}
+    assert round_ratios(a, b) == (2.0, 1.5, 3.0)  # ratios 2, 1.5, 3: median, lowest, highest
 
 
 def test_measure_rejects_bad_arguments():
