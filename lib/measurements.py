@@ -84,12 +84,8 @@ def vit_costs(window_run, global_run, device="auto", force=False):
 
     def compute():
         size, batch = cfg["image_size"], _batch(window_run, cfg["batch_size"])
-        runs = {"window": window_run, "global": global_run}
-        images, targets = _random_batch(batch, size, dev)
-        models = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
-        optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in models.items()}
-        steps = stepcost.compare_training_steps(models, images, targets, optimizers, precision=precision,
-                                                **_effort(window_run))
+        models, images, steps = _side_by_side({"window": window_run, "global": global_run}, batch, size, dev,
+                                               precision, _effort(window_run))
         costs = {name: {**steps[name], "attention_flops": vit.attention_flops(m, size),
                         "forward_flops": stepcost.forward_flops(m, images[:1]), "parameters": _parameters(m)}
                  for name, m in models.items()}
@@ -108,16 +104,11 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
     key.update(scales=list(scales), batch=batch, rounds=1)
 
     def compute():
-        runs = {"window": window_run, "global": global_run}
         rows = []
         for scale in scales:
             side = scale * window_run.config["image_size"]
-            sized = {name: experiments.build_model({**run.config, "image_size": side}).to(dev)
-                     for name, run in runs.items()}
-            x, y = _random_batch(batch, side, dev)
-            optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in sized.items()}
-            measured = stepcost.compare_training_steps(sized, x, y, optimizers, precision=precision,
-                                                       **dict(_effort(window_run), rounds=1))
+            sized, _, measured = _side_by_side({"window": window_run, "global": global_run}, batch, side, dev,
+                                               precision, dict(_effort(window_run), rounds=1), image_size=side)
             grid = vit.token_grid(side, sized["window"].patch_embed.patch_size)
             rows += [{"model": name, "tokens": grid[0] * grid[1], **measured[name],
                       "attention_flops": vit.attention_flops(m, side)} for name, m in sized.items()]
@@ -128,23 +119,31 @@ def vit_scaling(window_run, global_run, scales=(1, 2, 3), batch=16, device="auto
 def cnn_vs_vit(cnn_run, vit_run, device="auto", force=False):
     """SimpleNet against the windowed ViT: parameters, forward FLOPs per image and a training step measured side
     by side on one random batch of the ViT's training size, each with its own optimizer. Returns {'cnn': ...,
-    'vit': ..., 'batch', 'device_name', 'precision'}. Cached beside the ViT run.
+    'vit': ..., 'batch', 'device_name', 'precision', 'rounds', 'repeats'}. Cached beside the ViT run.
     """
     dev, precision, key = _key(device, vit_run, cnn_run)
     cfg = vit_run.config
 
     def compute():
-        runs = {"cnn": cnn_run, "vit": vit_run}
         batch = _batch(vit_run, cfg["batch_size"])
-        images, targets = _random_batch(batch, cfg["image_size"], dev)
-        nets = {name: experiments.build_model(run.config).to(dev) for name, run in runs.items()}
-        optimizers = {name: train.build_optimizer(net, runs[name].config) for name, net in nets.items()}
-        steps = stepcost.compare_training_steps(nets, images, targets, optimizers, precision=precision,
-                                                **_effort(vit_run))
+        nets, images, steps = _side_by_side({"cnn": cnn_run, "vit": vit_run}, batch, cfg["image_size"], dev,
+                                            precision, _effort(vit_run))
         costs = {name: {**steps[name], "parameters": _parameters(net),
                         "forward_flops": stepcost.forward_flops(net, images[:1])} for name, net in nets.items()}
-        return {**costs, "batch": batch, "device_name": devices.device_name(dev), "precision": precision}
+        return {**costs, "batch": batch, "device_name": devices.device_name(dev), "precision": precision,
+                **_effort(vit_run)}
     return cached(vit_run, "cnn-vs-vit", key, compute, force)
+
+
+def _side_by_side(runs, batch, size, device, precision, effort, **settings):
+    """Fresh models of `runs` ({name: Run}; their configurations updated by `settings`), each with its training
+    optimizer, timed side by side (stepcost.compare_training_steps with `effort`: rounds, repeats) on one seeded
+    random batch of (batch, 3, size, size) images. Returns ({name: model}, the images, {name: step costs})."""
+    images, targets = _random_batch(batch, size, device)
+    models = {name: experiments.build_model({**run.config, **settings}).to(device) for name, run in runs.items()}
+    optimizers = {name: train.build_optimizer(m, runs[name].config) for name, m in models.items()}
+    steps = stepcost.compare_training_steps(models, images, targets, optimizers, precision=precision, **effort)
+    return models, images, steps
 
 
 def parameters(run, device="cpu", force=False):
