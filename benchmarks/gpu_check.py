@@ -39,13 +39,6 @@ FULL_IMAGES = {"train": 100_000, "val": 10_000}  # the official MiniPlaces split
 ASSUMED_TFLOPS = 100.0
 
 
-def study_config(name, profile, **overrides):
-    """The experiment's configuration; ResNet-18 without its pretrained download (same FLOPs and speed)."""
-    if experiments.EXPERIMENTS[name]["model"] == "resnet18":
-        overrides["model_kwargs"] = {"pretrained": False}
-    return experiments.config(name, profile, **overrides)
-
-
 def projected_minutes(name, train_rate, val_rate):
     """Minutes for experiment `name`'s full-profile run: every epoch trains on the full training split and
     validates on the full validation split at the given images/s."""
@@ -60,9 +53,9 @@ def paper_estimate(tflops=ASSUMED_TFLOPS):
     each validation image 1 forward pass."""
     rows = []
     for name in experiments.EXPERIMENTS:
-        cfg = study_config(name, "full")
+        cfg = experiments.config(name, "full")
         size = cfg["image_size"]
-        forward = forward_flops(experiments.build_model(cfg), torch.zeros(1, 3, size, size))
+        forward = forward_flops(experiments.build_model(cfg, pretrained=False), torch.zeros(1, 3, size, size))
         pgd_steps = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
         per_epoch = forward * (3 * (1 + pgd_steps) * FULL_IMAGES["train"] + FULL_IMAGES["val"])
         total = cfg["epochs"] * per_epoch
@@ -81,13 +74,13 @@ def synthetic(count, side, seed):
 def measure(name, profile, device, amp, channels_last, steps):
     """One experiment's training and validation rate (images/s) over `steps` batches each, after a
     warm-up pass of the same length, and the peak memory (MiB) of the measured pass."""
-    cfg = study_config(name, profile, amp=amp, channels_last=channels_last)
+    cfg = experiments.config(name, profile, amp=amp, channels_last=channels_last)
     size = cfg["image_size"]
     side = data.base_size(size)
     train_set = synthetic(steps * cfg["batch_size"], side, seed=0)
     val_set = synthetic(steps * cfg["val_batch_size"], side, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(experiments.build_model(cfg), train_set, val_set, data.TrainAugment(size),
+        trainer = Trainer(experiments.build_model(cfg, pretrained=False), train_set, val_set, data.TrainAugment(size),
                           data.EvalTransform(size), cfg, tmp, device=device, input_hook=experiments.input_hook(cfg),
                           progress=False)
         trainer.train_epoch()  # warm-up: kernel selection, DataLoader workers, optimizer state
@@ -126,7 +119,7 @@ def study_totals(rows, configured_amp, profile="full"):
     if set(by_name) != set(experiments.EXPERIMENTS):
         return None
     configured = [r for name, rs in by_name.items() for r in rs if r["amp"] == configured_amp
-                  and r["channels_last"] == study_config(name, profile)["channels_last"]]
+                  and r["channels_last"] == experiments.config(name, profile)["channels_last"]]
     return {"registry settings": sum(r["projected min"] for r in configured) if len(configured) == len(by_name)
             else None, "fastest setting each": sum(min(r["projected min"] for r in rs) for rs in by_name.values())}
 

@@ -47,7 +47,7 @@ def time_word(ratios):
 
 
 def ratio_phrase(ratios):
-    """'1.31x (1.25-1.58x over 5 rounds)': a step-time ratio of lib.stepcost.round_ratios."""
+    """'1.31x (1.25-1.58x over the rounds)': a step-time ratio of lib.stepcost.round_ratios."""
     median, low, high = ratios
     return f"{median:.2f}x ({low:.2f}-{high:.2f}x over the rounds)"
 

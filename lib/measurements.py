@@ -60,16 +60,16 @@ def conv_costs(native_run, custom_run, device="auto", force=False):
 
     def compute():
         train_set, _, augment, _ = experiments.datasets(cfg)
-        batch = _batch(native_run, min(cfg["batch_size"], len(train_set)))
+        batch = _batch(custom_run, min(cfg["batch_size"], len(train_set)))
         images, labels = next(iter(DataLoader(train_set, batch_size=batch)))
         images, labels = augment.to(dev)(images.to(dev)), labels.to(dev)
         models = {}
         for name, run in (("native", native_run), ("custom", custom_run)):
             torch.manual_seed(0)
             models[name] = experiments.build_model(run.config).to(dev)
-        steps = stepcost.compare_training_steps(models, images, labels, precision=precision, **_effort(native_run))
+        steps = stepcost.compare_training_steps(models, images, labels, precision=precision, **_effort(custom_run))
         return {**steps, "batch": batch, "image_size": cfg["image_size"], "device_name": devices.device_name(dev),
-                "precision": precision, **_effort(native_run)}
+                "precision": precision, **_effort(custom_run)}
     return cached(custom_run, "conv-costs", key, compute, force)
 
 
