@@ -9,16 +9,17 @@ freezing the parameters saves. Writes benchmarks/attacks.json.
 """
 import argparse
 import json
-import statistics
 from pathlib import Path
+import statistics
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
-from lib.attacks import PGDAttack, frozen_eval
-from lib.data import Normalize
-from lib.stepcost import timed
+from lib.attacks.pgd import PGDAttack, frozen_eval
+from lib.data.transforms import Normalize
+from lib.training.step_costs import timed
+
 
 ATTACKS = {  # name -> PGDAttack settings
     "PGD-1, least-likely": dict(num_steps=1),
@@ -34,7 +35,7 @@ def bottleneck(c_in, c_mid, c_out):
 
 
 def stand_in_simplenet(num_classes=100):
-    """SimpleNet's layers as REFERENCE.md lists them, for when lib.cnn is not there yet."""
+    """SimpleNet's layers as REFERENCE.md lists them, for when lib.models.cnn is not there yet."""
     return nn.Sequential(Normalize(), nn.Conv2d(3, 64, 7, stride=2, padding=3), nn.ReLU(), nn.MaxPool2d(2),
                          bottleneck(64, 64, 256), nn.MaxPool2d(2), bottleneck(256, 128, 512),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
@@ -42,10 +43,10 @@ def stand_in_simplenet(num_classes=100):
 
 def build_model():
     try:
-        from lib.cnn import SimpleNet
+        from lib.models.cnn import SimpleNet
     except ImportError:
-        return stand_in_simplenet(), "stand-in SimpleNet (lib.cnn missing)"
-    return SimpleNet(conv_op=nn.Conv2d, num_classes=100), "lib.cnn.SimpleNet"
+        return stand_in_simplenet(), "stand-in SimpleNet (lib.models.cnn missing)"
+    return SimpleNet(conv_op=nn.Conv2d, num_classes=100), "lib.models.cnn.SimpleNet"
 
 
 def input_grad_steps(model, images, labels, num_steps):

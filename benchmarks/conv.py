@@ -10,7 +10,7 @@ SimpleNet training step (zero_grad, forward, cross-entropy, backward, SGD with m
 same way, and once more against a native network run in channels-last memory format, for context.
 Native and custom run interleaved in one process; the table gives medians over the repeats.
 
-Precision: both ops always run in the same one, recorded in every row (lib.devices.precision_context).
+Precision: both ops always run in the same one, recorded in every row (lib.core.devices.precision_context).
 fp32: IEEE fp32, TF32 off for cuDNN and for matmuls (by default cuDNN convolutions would use TF32 and
 the custom op's matmuls full fp32). bf16: under bf16 autocast, where nn.Conv2d and the custom op both
 compute in bf16 (weights fp32). On a CPU without bf16 instructions bf16 is emulated and slow for both.
@@ -26,20 +26,21 @@ step makes resident, torch tensors and oneDNN scratch space alike. Writes benchm
 import argparse
 import json
 import os
+from pathlib import Path
 import re
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
-from lib.cnn import SimpleNet
-from lib.conv import CustomConv2d, release_workspace
-from lib.devices import PRECISIONS, cpu_has_native_bf16, precision_context, synchronize
-from lib.stepcost import timed
+from lib.core.devices import PRECISIONS, cpu_has_native_bf16, precision_context, synchronize
+from lib.models.cnn import SimpleNet
+from lib.models.conv import CustomConv2d, release_workspace
+from lib.training.step_costs import timed
+
 
 OPS = {"native": nn.Conv2d, "custom": CustomConv2d}
 STEP = "SimpleNet train step"

@@ -18,19 +18,20 @@ Exit status 1 when a test, the benchmark or a measurement failed. Writes benchma
 """
 import argparse
 import json
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 
 from lib import data, experiments
-from lib.devices import device_name, peak_memory_mb, resolve_device
-from lib.stepcost import forward_flops, timed
-from lib.train import Trainer
+from lib.core.devices import device_name, peak_memory_mb, resolve_device
+from lib.training.step_costs import forward_flops, timed
+from lib.training.trainer import Trainer
+
 
 FULL_IMAGES = {"train": 100_000, "val": 10_000}  # the official MiniPlaces splits
 # Assumed achieved training throughput of one H100 for the on-paper estimate: about a tenth of its
@@ -47,7 +48,7 @@ def projected_minutes(name, train_rate, val_rate):
 
 
 def paper_estimate(tflops=ASSUMED_TFLOPS):
-    """Per experiment of the full study: forward GFLOP per image (lib.stepcost.forward_flops), PFLOP of the
+    """Per experiment of the full study: forward GFLOP per image (lib.training.step_costs.forward_flops), PFLOP of the
     whole run and minutes at `tflops` TFLOP/s achieved. A training image costs 3 forward passes (forward +
     backward); each PGD step of adversarial training one forward + backward more (3 forward passes);
     each validation image 1 forward pass."""

@@ -10,16 +10,16 @@ Pipeline share = 1 - trainer rate / compute rate. Prints a table; writes benchma
 """
 import argparse
 import json
+from pathlib import Path
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from lib import experiments
-from lib.train import Trainer
+from lib.training.trainer import Trainer
 
 
 def compute_only(trainer, steps):

@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 
-from lib import data, experiments, report, settings
-from lib.devices import DeviceError, init_distributed, world
-from lib.progress import time_table
-from lib.train import TrainingError
+from lib import data, study
+from lib.core.devices import DeviceError, init_distributed, world
+from lib.core.progress import time_table
+from lib.report import ReportError
+from lib.study import settings
+from lib.training.trainer import TrainingError
+
 
 TRAIN_OPTIONS = {  # command-line flag -> (setting, type)
     "--epochs": ("epochs", int), "--batch-size": ("batch_size", int), "--lr": ("lr", float),
@@ -19,8 +22,8 @@ TRAIN_OPTIONS = {  # command-line flag -> (setting, type)
 
 
 def cmd_list(args):
-    print("profiles:", ", ".join(experiments.PROFILES))
-    for name, exp in experiments.EXPERIMENTS.items():
+    print("profiles:", ", ".join(study.PROFILES))
+    for name, exp in study.EXPERIMENTS.items():
         print(f"  {name:<20} {exp['title']}")
 
 
@@ -30,7 +33,7 @@ def cmd_train(args):
                  if (value := getattr(args, setting)) is not None}
     if args.channels_last is not None:
         overrides["channels_last"] = args.channels_last
-    result = experiments.run(args.experiment, args.profile, data_dir=args.data_dir, device=args.device,
+    result = study.run(args.experiment, args.profile, data_dir=args.data_dir, device=args.device,
                              force=args.force, results_dir=args.results_dir, **overrides)
     if world()[0] == 0:
         metrics = result.metrics
@@ -57,7 +60,8 @@ def cmd_download(args):
 
 def cmd_report(args):
     overrides, attack = settings.parse_assignments(args.set)
-    out = report.build(profile=args.profile, data_dir=args.data_dir, device=args.device,
+    from lib.report.build import build  # the Jupyter stack: only where a report is built
+    out = build(profile=args.profile, data_dir=args.data_dir, device=args.device,
                        force_retrain=args.force_retrain, formats=args.format, selected=args.notebooks,
                        overrides=overrides, attack=attack, dry_run=args.dry_run)
     print(time_table(out["times"]))
@@ -122,7 +126,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (data.DataError, settings.ConfigError, report.ReportError, DeviceError, TrainingError,
+    except (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

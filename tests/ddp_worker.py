@@ -9,16 +9,18 @@ to the end; `nan` makes rank 1's loss NaN at its second step. A TrainingError is
 "rank R: error: ..." and ends the process with status 3.
 """
 import os
+from pathlib import Path
 import signal
 import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lib.devices import init_distributed, world
-from lib.train import Trainer, TrainingError
+from lib.core.devices import init_distributed, world
+from lib.core.errors import TrainingError
+from lib.training.trainer import Trainer
+
 
 CFG = dict(epochs=3, batch_size=16, val_batch_size=16, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
            warmup_epochs=1, grad_clip=1.0, label_smoothing=0.0, seed=0, amp="off", channels_last=False,

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib import analysis, cache, experiments
-from lib.attacks import PGDAttack
+from lib import experiments
+from lib.attacks.pgd import PGDAttack
+from lib.report import analysis, cache
 
 
 @pytest.fixture(scope="module")

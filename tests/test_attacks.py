@@ -4,12 +4,13 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
-from lib.attacks import (AdversarialTraining, PGDAttack, evaluate_over_steps, evaluate_under_attack,
-                         robustness_curve, subset_loader)
-from lib.data import Normalize
+from lib.attacks.adversarial_training import AdversarialTraining
+from lib.attacks.evaluation import evaluate_over_steps, evaluate_under_attack, subset_loader
+from lib.attacks.pgd import PGDAttack
+from lib.data.transforms import Normalize
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -308,16 +309,6 @@ def test_evaluate_over_steps_rejects_steps_outside_the_run(trained, steps):
         evaluate_over_steps(trained, [prototype_data(4, seed=5)], PGDAttack(num_steps=6), steps)
 
 
-def test_robustness_curve_uses_step_epsilon_over_steps_and_degrades(trained):
-    data = [prototype_data(64, seed=6)]
-    rows = robustness_curve(trained, data, [0.15, 0.3], num_steps=5)
-    assert [row["epsilon"] for row in rows] == [0.15, 0.3]
-    attack = PGDAttack(num_steps=5, step_size=0.3 / 5, epsilon=0.3)
-    assert_same_evaluation(rows[1], {"epsilon": 0.3, **evaluate_under_attack(trained, data, attack)})
-    assert rows[0]["clean_acc1"] == rows[1]["clean_acc1"] > rows[0]["adv_acc1"] > rows[1]["adv_acc1"]
-    assert rows[1]["linf"] == pytest.approx(0.3, abs=1e-6) and rows[1]["success_rate"] > 90
-
-
 def test_subset_loader_picks_the_same_evenly_spaced_images():
     dataset = torch.utils.data.TensorDataset(torch.arange(100), torch.arange(100))
     picked = torch.cat([x for x, _ in subset_loader(dataset, 5, batch_size=2)])
@@ -335,7 +326,7 @@ def test_evaluate_rejects_an_empty_loader(trained):
 
 
 def test_a_tie_counts_against_the_label_as_in_the_trainer():
-    """Constant logits tie every class, so no label is in the top 1 or top 5 (`lib.train.correct_topk`)."""
+    """Constant logits tie every class, so no label is in the top 1 or top 5 (`lib.training.correct_topk`)."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6))
     nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)
     got = evaluate_under_attack(model, [(random_images(), torch.tensor([0, 1, 2, 3]))], PGDAttack(num_steps=1))

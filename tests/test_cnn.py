@@ -1,4 +1,4 @@
-"""Tests for lib.cnn: SimpleNet, ImprovedNet and the ResNet-18 builder (shapes, sizes, learning, weights)."""
+"""Tests for lib.models.cnn: SimpleNet, ImprovedNet and the ResNet-18 builder (shapes, sizes, learning, weights)."""
 import urllib.error
 
 import pytest
@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from lib.cnn import ImprovedNet, SimpleNet, resnet18
-from lib.conv import CustomConv2d
-from lib.data import Normalize
+from lib.data.transforms import Normalize
+from lib.models.cnn import ImprovedNet, SimpleNet, resnet18
+from lib.models.conv import CustomConv2d
+
 
 BUILDERS = {
     "simplenet": lambda n: SimpleNet(num_classes=n),

@@ -1,13 +1,13 @@
-"""Tests for lib.conv: the unfold + matrix-multiply convolution and its hand-written backward."""
+"""Tests for lib.models.conv: the unfold + matrix-multiply convolution and its hand-written backward."""
 import itertools
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
-from lib.conv import CustomConv2d, CustomConv2DFunction, _fold_rows, _unfold_rows, release_workspace
+from lib.models.conv import CustomConv2d, CustomConv2DFunction, _fold_rows, _unfold_rows, release_workspace
 
 
 def conv(x, weight, bias, stride, padding):

@@ -1,11 +1,12 @@
 """CUDA-only checks (marker `cuda`: skipped without a GPU; `make gpu-check` runs them on one)."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from lib import experiments
-from lib.conv import CustomConv2d
+from lib.models.conv import CustomConv2d
+
 
 pytestmark = pytest.mark.cuda
 

@@ -1,16 +1,17 @@
 """lib.data: list files, datasets, the decoded cache, batch transforms (verify and download: test_download.py)."""
+from collections import Counter
 import os
 import pickle
-from collections import Counter
 
+from PIL import Image
+from conftest import sample_lines, write_lines
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import sample_lines, write_lines
-from PIL import Image
 
 from lib import data
+
 
 SAMPLE = data.SAMPLE_ROOT
 
@@ -90,7 +91,7 @@ def test_load_split_decodes_once_into_a_memory_mapped_cache(tiny, monkeypatch):
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
-    monkeypatch.setattr(data, "_write_cache", no_decoding)
+    monkeypatch.setattr(data.decoded, "_write_cache", no_decoding)
     second = data.load_split(tiny, "train", size=32)
     assert second.path == first.path and torch.equal(second.tensors[0], images)
 
@@ -109,7 +110,7 @@ def test_cache_follows_the_list_files_and_the_images(tiny):
 
 
 def test_cache_goes_elsewhere_when_the_data_root_is_read_only(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(data.decoded.os, "access", lambda path, mode: False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     split = data.load_split(tiny, "val", size=32)
     assert split.path.is_relative_to(tmp_path / "user-cache" / "miniplaces")

@@ -8,9 +8,11 @@ import time
 import pytest
 import torch
 
-from lib import devices, experiments
-from lib.data import PROJECT_ROOT
-from lib.devices import DeviceError
+from lib import experiments
+from lib.core import devices
+from lib.core.devices import DeviceError
+from lib.data.layout import PROJECT_ROOT
+
 
 WORKER = PROJECT_ROOT / "tests" / "ddp_worker.py"
 

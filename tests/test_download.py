@@ -1,18 +1,19 @@
-"""lib.download (re-exported by lib.data): verify, and download from a loopback HTTP server (no internet)."""
+"""lib.data.download (re-exported by lib.data): verify, and download from a loopback HTTP server (no internet)."""
 import functools
 import hashlib
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import io
 import shutil
 import socket
 import tarfile
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from conftest import sample_lines, write_lines
+import pytest
 
 from lib import data
 from lib.__main__ import main, parser
+
 
 SAMPLE = data.SAMPLE_ROOT
 

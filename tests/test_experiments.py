@@ -4,8 +4,13 @@ import json
 import pytest
 import torch
 
-from lib import attacks, devices, experiments, measurements, settings, stepcost, study
+from lib import attacks, experiments
 from lib.__main__ import main
+from lib.core import devices
+from lib.report import measurements
+from lib.study import parameters as study
+from lib.study import settings
+from lib.training import step_costs as stepcost
 
 
 def test_config_resolution_order():

@@ -1,8 +1,8 @@
 """Verdicts on the reference report's findings follow from the numbers and the tests."""
 import numpy as np
 
-from lib import findings, stats
-from lib.findings import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+from lib.report import findings, stats
+from lib.report.findings import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
 
 def pair(only_a, only_b, both=10, neither=80):

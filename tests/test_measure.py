@@ -1,10 +1,10 @@
-"""Tests for lib.train's measurements: time and peak memory of a training step, forward FLOPs."""
+"""Tests for lib.training's measurements: time and peak memory of a training step, forward FLOPs."""
 import pytest
 import torch
 from torch import nn
 
-from lib.devices import precision_context
-from lib.stepcost import compare_training_steps, forward_flops, measure_training_step, round_ratios
+from lib.core.devices import precision_context
+from lib.training.step_costs import compare_training_steps, forward_flops, measure_training_step, round_ratios
 
 
 def mlp(width=512):

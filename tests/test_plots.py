@@ -1,7 +1,8 @@
 """Figure helpers: titles over small images fit their column."""
 import numpy as np
 
-from lib import data, plots
+from lib import data
+from lib.report import plots
 
 
 def test_titles_wrap_between_words_and_after_slashes_to_fit_their_column():

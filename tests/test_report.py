@@ -7,9 +7,11 @@ import sys
 import nbformat
 import pytest
 
-from lib import data, experiments, progress, report
+from lib import data, experiments
 from lib.__main__ import main
-from lib.data import PROJECT_ROOT
+from lib.core import progress
+from lib.data.layout import PROJECT_ROOT
+from lib.report import build as report
 
 
 def test_smoke_report_end_to_end(tmp_path, monkeypatch):
@@ -63,7 +65,7 @@ def settings_notebook(directory):
     """A one-experiment notebook with the report's parameters: runs simplenet through a Study."""
     parameters = ('profile = "sample"\ndata_dir = ""\ndevice = "auto"\nforce_retrain = False\n'
                   'overrides = {}\nattack = {}\ndry_run = False')
-    body = ("from lib import experiments\nfrom lib.plots import say\nfrom lib.study import Study, describe_settings\n"
+    body = ("from lib import experiments\nfrom lib.report.plots import say\nfrom lib.study import Study, describe_settings\n"
             "run = Study(profile, data_dir, device, force_retrain, dry_run, overrides).run('simplenet')\n"
             "say(describe_settings(profile, overrides, attack, dry_run))\n"
             "say(f\"run {run.dir.name}, images {experiments.attack_settings(profile, dry_run, **attack)['images']}\")")
@@ -176,7 +178,7 @@ def test_notebooks_share_one_kernel_each_from_an_empty_namespace(tmp_path):
 
 def test_monitor_prints_when_a_data_set_is_decoded(tmp_path, monkeypatch):
     """Decoding a split once (minutes on the full data set) shows in the terminal, not as a training run."""
-    monkeypatch.setattr(data, "cache_dir", lambda root: tmp_path)
+    monkeypatch.setattr(data.decoded, "cache_dir", lambda root: tmp_path)
     lines = io.StringIO()
     with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
         data.load_split(data.SAMPLE_ROOT, "val", 32, limit=5)

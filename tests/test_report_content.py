@@ -9,8 +9,9 @@ import re
 import nbformat
 import pytest
 
-from lib import report
-from lib.tables import Table
+from lib.report import build as report
+from lib.report.tables import Table
+
 
 PNG_1x1 = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJ"
                            "RU5ErkJggg==")

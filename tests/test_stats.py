@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from lib import stats
+from lib.report import stats
 
 
 def test_wilson_7_of_100_by_hand():

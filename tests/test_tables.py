@@ -4,7 +4,8 @@ import math
 import pandas as pd
 import pytest
 
-from lib.tables import MISSING, Table, format_cell
+from lib.report.tables import MISSING, Table, format_cell
+
 
 ROWS = [{"model": "SimpleNet", "epochs": 8, "top-1 (%)": 7.0666, "reference": 44.22},
         {"model": "AdvSimpleNet_x", "epochs": 3, "top-1 (%)": 2.7, "reference": None},

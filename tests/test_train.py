@@ -9,8 +9,12 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
-from lib import devices, stepcost
-from lib.train import Meter, Trainer, TrainingError, correct_topk, warmup_cosine
+from lib.core import devices
+from lib.core.errors import TrainingError
+from lib.training import step_costs as stepcost
+from lib.training.metrics import Meter, correct_topk
+from lib.training.trainer import Trainer, warmup_cosine
+
 
 CFG = dict(epochs=3, batch_size=16, val_batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
            warmup_epochs=1, grad_clip=1.0, label_smoothing=0.0, seed=0, amp="off", channels_last=False,

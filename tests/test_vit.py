@@ -1,13 +1,14 @@
-"""Tests for lib.vit: windows, attention, drop path, SimpleViT shapes/training, attention FLOPs."""
+"""Tests for lib.models.vit: windows, attention, drop path, SimpleViT shapes/training, attention FLOPs."""
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from lib.stepcost import forward_flops
-from lib.vit import (Attention, DropPath, SimpleViT, TransformerBlock, attention_flops, token_grid,
-                     window_partition, window_unpartition)
+from lib.models.vit import (
+    Attention, DropPath, SimpleViT, TransformerBlock, attention_flops, token_grid, window_partition, window_unpartition
+)
+from lib.training.step_costs import forward_flops
 
 
 def small_vit(**overrides):

@@ -1,0 +1,169 @@
+"""Per-image analyses of finished runs, cached beside them (lib.report.cache): predictions and attack evaluations.
+
+Everything the report says about a trained model is computed from these files, so a re-render with every
+run and analysis cached loads no model and attacks nothing. Every analysis computes in PRECISION (IEEE fp32:
+no autocast, no TF32; lib.core.devices.precision_context), whatever precision the run trained in, so that a
+per-image result means the same on every device. Each function takes a finished
+lib.study.Run; `device` is only used when something has to be computed; `force=True` recomputes
+(the previous files are kept renamed). Accuracies are percentages; per-image arrays follow the
+validation set's order (`index` holds the validation-set index of each row).
+"""
+import contextlib
+from itertools import islice
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lib import attacks, data, study
+from lib.core.devices import precision_context, resolve_device
+from lib.report.cache import cached
+from lib.training.metrics import label_rank
+
+
+# Robustness curves and the steps x epsilon grid attack at most this many of the attacked images (evenly
+# spaced): they run many attacks, and their shape is the point; the default attack uses every attacked image.
+CURVE_IMAGES = 200
+PRECISION = "fp32"
+
+
+@contextlib.contextmanager
+def _final_model(run, device):
+    """(device, the run's final model on it in eval mode), every op inside the block in PRECISION."""
+    dev = resolve_device(device)
+    with precision_context(PRECISION, dev):
+        yield dev, run.load_model(device=dev)
+
+
+def predictions(run, device="auto", force=False):
+    """Top-5 classes of the run's final model (checkpoint.pth) on every image of its validation set (on the
+    first `val_batches` batches in a capped run, as its own evaluation).
+
+    Returns {'index': (n,), 'label': (n,), 'top5': (n, 5) class indices by decreasing logit,
+    'rank': (n,) other classes scoring at least as high as the label (train.label_rank)}.
+    """
+    def compute():
+        val_set, transform = study.val_data(run.config)
+        labels, tops, ranks = [], [], []
+        with _final_model(run, device) as (dev, model), torch.no_grad():
+            transform = transform.to(dev)
+            loader = DataLoader(val_set, batch_size=run.config["val_batch_size"])
+            for images, batch_labels in islice(loader, run.config.get("val_batches")):
+                logits = model(transform(images.to(dev)))
+                tops.append(logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy().astype(np.int16))
+                labels.append(batch_labels.numpy().astype(np.int64))
+                ranks.append(label_rank(logits, batch_labels.to(dev)).cpu().numpy().astype(np.int16))
+        label = np.concatenate(labels)
+        return {"index": np.arange(len(label)), "label": label, "top5": np.concatenate(tops),
+                "rank": np.concatenate(ranks)}
+    return cached(run, "predictions", {"split": "val", "weights": "checkpoint"}, compute, force)
+
+
+def correct(result, k=1, top="top5"):
+    """Per-image correctness (bool (n,)) of a predictions dict or per-image attack result at top-k: the
+    label's rank (`top` names the prediction: 'top5', 'clean_top5' or 'adv_top5') is below k, ties
+    counting against the label as in the trainer."""
+    return result[top.replace("top5", "rank")] < k
+
+
+def attack_settings(attack):
+    """The plain settings of a PGDAttack (pixel units), as stored in the cache key."""
+    return {"num_steps": attack.num_steps, "step_size": attack.step_size, "epsilon": attack.epsilon,
+            "targeted": attack.targeted, "random_start": attack.random_start}
+
+
+def attacked_indices(run, images):
+    """Validation-set indices of the `images` evenly spaced images an attack evaluates (all when None), spread
+    over the images the run's predictions cover (the first `val_batches` batches in a capped run)."""
+    return np.asarray(data.evenly_spaced(_val_size(run), images))
+
+
+def attack_evaluation(run, attack, images=None, steps=None, device="auto", force=False):
+    """`attacks.evaluate_over_steps` of the run's final model on `images` evenly spaced validation images.
+
+    attack: a PGDAttack; steps: the step counts to measure (default: attack.num_steps only); images: how
+    many validation images (None: all). Returns {k: summary dict with 'per_image' arrays and 'index'}.
+    """
+    steps = sorted(set(steps or [attack.num_steps]))
+    settings = {"attack": attack_settings(attack), "steps": steps, "images": images}
+
+    def compute():
+        val_set, transform = study.val_data(run.config)
+        loader = attacks.subset_loader(val_set, images, batch_size=run.config["val_batch_size"],
+                                       within=_val_size(run))
+        with _final_model(run, device) as (dev, model):
+            if attack.random_start:
+                torch.manual_seed(run.config["seed"])
+            results = attacks.evaluate_over_steps(model, loader, attack, steps, transform=transform, device=dev)
+        return {"index": attacked_indices(run, images), **{str(k): r["per_image"] for k, r in results.items()}}
+
+    stored = cached(run, "attack", settings, compute, force)
+    return {k: {**attacks.summarise(stored[str(k)]), "per_image": stored[str(k)], "index": stored["index"]}
+            for k in steps}
+
+
+def under_attack(run, attack, images=None, device="auto", force=False):
+    """attack_evaluation at the attack's own number of steps: one summary dict with per-image arrays."""
+    return attack_evaluation(run, attack, images, device=device, force=force)[attack.num_steps]
+
+
+def robustness_curve(run, epsilons, images=None, num_steps=10, device="auto", force=False):
+    """Attacks of growing epsilon (pixel units): PGD-`num_steps` with step epsilon / num_steps, targeted at the
+    least-likely class, on min(images, CURVE_IMAGES) images. Returns one summary dict per epsilon, with 'epsilon'.
+    """
+    images = _curve_images(run, images)
+    rows = []
+    for epsilon in epsilons:
+        attack = attacks.PGDAttack(num_steps, step_size=epsilon / num_steps, epsilon=epsilon)
+        rows.append({"epsilon": epsilon, **under_attack(run, attack, images, device, force)})
+    return rows
+
+
+def steps_grid(run, default, grid_steps, grid_scales, images=None, device="auto", force=False):
+    """PGD with the default attack's step size and target, `grid_steps` steps x epsilon = scale x the default's.
+
+    One run of the longest attack per epsilon measures every shorter one (attacks.evaluate_over_steps), on
+    min(images, CURVE_IMAGES) images. Returns rows: steps, scale, epsilon (pixel units), and the summary.
+    """
+    images = _curve_images(run, images)
+    rows = []
+    for scale in grid_scales:
+        attack = attacks.PGDAttack(max(grid_steps), step_size=default.step_size, epsilon=scale * default.epsilon)
+        by_steps = attack_evaluation(run, attack, images, grid_steps, device, force)
+        rows += [{"steps": k, "scale": scale, "epsilon": attack.epsilon, **r} for k, r in by_steps.items()]
+    return rows
+
+
+def adversarial_examples(run, attack, images=None, count=6, device="auto", force=False):
+    """`count` evenly spaced images of the attacked set, their adversarial versions and the predictions.
+
+    Returns {'index', 'label', 'clean_pred', 'adv_pred', 'target': (count,), 'images', 'adversarial':
+    float32 (count, 3, H, W) in [0, 1]}.
+    """
+    settings = {"attack": attack_settings(attack), "images": images, "count": count}
+
+    def compute():
+        val_set, transform = study.val_data(run.config)
+        attacked = attacked_indices(run, images)
+        picks = attacked[np.linspace(0, len(attacked) - 1, count).round().astype(int)]
+        with _final_model(run, device) as (dev, model):
+            x = transform.to(dev)(torch.stack([val_set[int(i)][0] for i in picks]).to(dev))
+            adversarial = attack.perturb(model, x)
+            with torch.no_grad():
+                adv_pred = model(adversarial).argmax(1)
+        as_numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        return {"index": picks, "label": np.array([int(val_set[int(i)][1]) for i in picks]),
+                "clean_pred": as_numpy(attack.last_clean_logits.argmax(1)), "adv_pred": as_numpy(adv_pred),
+                "target": as_numpy(attack.last_targets), "images": as_numpy(x).astype(np.float32),
+                "adversarial": as_numpy(adversarial).astype(np.float32)}
+    return cached(run, "examples", settings, compute, force)
+
+
+def _curve_images(run, images):
+    val_size = _val_size(run)
+    return min(images or val_size, CURVE_IMAGES, val_size)
+
+
+def _val_size(run):
+    """Number of validation images of a run (from its cached predictions)."""
+    return len(predictions(run)["label"])

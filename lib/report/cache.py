@@ -1,0 +1,112 @@
+"""Analyses cached beside their run: computed once, keyed by the run and the settings, never overwritten.
+
+An analysis of a finished run (per-image predictions, an attack evaluation, a step measurement) lives in
+`<run dir>/analyses/<kind>-<hash>.json` (settings, plain values, provenance) and, when it holds arrays, a
+`.npz` of the same name. The hash covers the kind, the settings and the run's identity (its configuration
+and the time it finished), so a retrained run never reuses an old analysis, and a run retrained with
+`force` is moved aside with its analyses. `force=True` recomputes an analysis, keeping the previous files
+renamed beside it.
+"""
+import hashlib
+import io
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from lib.training.run_files import atomic_write, git_commit
+
+
+def cached(run, kind, settings, compute, force=False):
+    """compute()'s result for `run` and `settings`, from the cache when present (then compute is not called).
+
+    run: a finished lib.study.Run; kind: a short name ("predictions", "attack", ...); settings: plain
+    data that determines the result; compute: () -> a dict whose values are numpy arrays, plain data, or
+    dicts of those (string keys). Returns that dict (arrays loaded back as numpy arrays).
+    """
+    if not run.finished:
+        raise ValueError(f"the run in {run.dir.name} has not finished: train it before analysing it")
+    path = _path(run, kind, settings)
+    if path.with_suffix(".json").exists() and not force:
+        return load(path)
+    if force:
+        _set_aside(path)
+    start = time.perf_counter()
+    result = compute()
+    arrays, values = _split(result)
+    record = {"kind": kind, "settings": settings, "values": values, "provenance": {
+        "run": f"{run.config['experiment']}/{run.dir.name}",
+        "run_finished_at": run.metrics["provenance"]["finished_at"],
+        "computed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - start,
+        "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if arrays:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write(path.with_suffix(".npz"), lambda p: p.write_bytes(buffer.getvalue()))
+    atomic_write(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(record, indent=1, default=_plain)))
+    return load(path)
+
+
+def load(path):
+    """The result stored at `path` (without suffix): JSON values with the .npz arrays put back in place."""
+    record = json.loads(path.with_suffix(".json").read_text())
+    result = record["values"]
+    npz = path.with_suffix(".npz")
+    if npz.exists():
+        with np.load(npz) as arrays:
+            for key in arrays.files:
+                *parents, leaf = key.split("/")
+                node = result
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[leaf] = arrays[key]
+    return result
+
+
+def provenance(run, kind, settings):
+    """The provenance record of a cached analysis, or None when it is not cached."""
+    path = _path(run, kind, settings).with_suffix(".json")
+    return json.loads(path.read_text())["provenance"] if path.exists() else None
+
+
+def _path(run, kind, settings):
+    identity = {"kind": kind, "settings": settings, "config": run.config,
+                "finished_at": run.metrics["provenance"]["finished_at"]}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=_plain).encode()).hexdigest()[:10]
+    return run.dir / "analyses" / f"{kind}-{digest}"
+
+
+def _split(tree, prefix=""):
+    """(arrays by 'a/b' path, the rest as plain data) of a dict tree."""
+    arrays, values = {}, {}
+    for key, value in tree.items():
+        if not isinstance(key, str) or "/" in key:
+            raise ValueError(f"cached results need string keys without '/', got {key!r}")
+        if isinstance(value, np.ndarray):
+            arrays[prefix + key] = value
+        elif isinstance(value, dict):
+            sub_arrays, sub_values = _split(value, f"{prefix}{key}/")
+            arrays.update(sub_arrays)
+            if sub_values or not sub_arrays:
+                values[key] = sub_values
+        else:
+            values[key] = value
+    return arrays, values
+
+
+def _set_aside(path):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in (".json", ".npz"):
+        old = path.with_suffix(suffix)
+        if old.exists():
+            old.rename(old.with_name(f"{old.stem}.replaced-{stamp}{suffix}"))
+
+
+def _plain(value):
+    """JSON for numpy scalars (and tuples through lists)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a cached analysis")

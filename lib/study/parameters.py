@@ -1,0 +1,89 @@
+"""The study's parameters: what a notebook (papermill) or `python -m lib report --set` varies.
+
+`Study` holds a notebook's parameters and runs experiments with them; `describe_settings` states, for the
+report, every setting that differs from the registry's (lib.study.registry) and a dry run's caps.
+"""
+import copy
+import dataclasses
+
+from lib.core.errors import check_name
+from lib.study import registry, resolve, runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """One execution's parameters (a notebook's papermill parameters); runs experiments with them.
+
+    overrides: {experiment: {setting: value}}, the settings of `lib.study.runs.run`; each applies to its own
+    experiment only: AdvSimpleNet's init_from source keeps the registry's settings unless init_from names
+    them, e.g. {"advsimplenet": {"init_from": {"simplenet": {"epochs": 20}}}}.
+    """
+    profile: str = "sample"
+    data_dir: str = ""
+    device: str = "auto"
+    force_retrain: bool = False
+    dry_run: bool = False
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        check_name("profile", self.profile, registry.PROFILES)
+        for name in self.overrides:
+            self.config(name)
+
+    def config(self, name):
+        """The resolved configuration of experiment `name` in this study."""
+        return resolve.config(name, self.profile, self.data_dir or None, self.dry_run, **self._settings(name))
+
+    def run(self, name, **kwargs):
+        """experiments.run of `name` with this study's parameters (kwargs: e.g. progress, results_dir)."""
+        return runs.run(name, self.profile, data_dir=self.data_dir or None, device=self.device,
+                               force=self.force_retrain, dry_run=self.dry_run, **kwargs, **self._settings(name))
+
+    def _settings(self, name):
+        return copy.deepcopy(self.overrides.get(name, {}))
+
+
+def _per_255(value):
+    return f"{255 * value:.3g}/255"
+
+
+def changed_settings(profile="sample", overrides=None, attack=None):
+    """Rows {'experiment', 'setting', 'value', 'default'}, one per setting that differs from the registry's.
+
+    Attack distances are given in /255 (text), like the `attack` parameter.
+    """
+    rows = []
+    for name, settings in (overrides or {}).items():
+        default, changed = resolve.config(name, profile), resolve.config(name, profile, **settings)
+        rows += [{"experiment": name, "setting": key, "value": changed[key], "default": default[key]}
+                 for key in settings if changed[key] != default[key]]
+    default = resolve.attack_settings(profile)
+    changed = resolve.attack_settings(profile, **(attack or {}))
+    for key, value in changed["default"].items():
+        if value != default["default"][key]:
+            show = (lambda v: v) if key == "num_steps" else _per_255
+            rows.append({"experiment": "attack", "setting": key, "value": show(value),
+                         "default": show(default["default"][key])})
+    if changed["images"] != default["images"]:
+        rows.append({"experiment": "attack", "setting": "images", "value": changed["images"],
+                     "default": default["images"]})
+    return rows
+
+
+def describe_settings(profile="sample", overrides=None, attack=None, dry_run=False):
+    """Markdown: the profile, every setting that differs from the registry's, and a dry run's caps."""
+    rows = changed_settings(profile, overrides, attack)
+    text = f"Settings: the **{profile}** profile of the experiment registry (`lib/experiments.py`)"
+    if rows:
+        text += ", with these changes:\n\n" + "\n".join(
+            f"- `{r['experiment']}`: {r['setting']} = {r['value']} (registry: {r['default']})" for r in rows)
+    else:
+        text += ", unchanged."
+    if dry_run:
+        caps = registry.DRY_RUN
+        text = (f"**DRY RUN**: every training run stops after at most {caps['epochs']} epoch(s) of "
+                f"{caps['train_batches']} optimizer steps, evaluations use {caps['val_batches']} batches, the "
+                f"attacks {caps['attack_images']} images and cost measurements one step on {caps['measure_batch']} "
+                "images. Its numbers test the pipeline; they are not results."
+                f"\n\n{text}")
+    return text

@@ -1,0 +1,149 @@
+"""Runs: `run` trains one experiment or re-uses its finished run; `Run` reads a run directory.
+
+A run directory is identified by its resolved configuration (lib.study.resolve): a finished run with the same
+configuration is re-used, an interrupted one resumes from its checkpoint, anything else is set aside, never
+overwritten.
+"""
+import json
+from pathlib import Path
+import shutil
+import time
+
+import pandas as pd
+import torch.distributed as dist
+
+from lib import data
+from lib.core.devices import seed_everything, world
+from lib.core.progress import announce
+from lib.models.build import build_model
+from lib.study.resolve import _init_source, check_data, config, run_dir
+from lib.training.run_files import load_checkpoint
+from lib.training.trainer import Trainer
+
+
+def datasets(cfg):
+    """(train_set, val_set, train_transform, val_transform) of a configuration. The images are memory
+    maps of the data set's decoded cache (data.load_split): the first process to need a split decodes
+    it (with cfg['num_workers'] processes), every later notebook kernel or torchrun process maps it."""
+    size = cfg["image_size"]
+    train_set = data.load_split(cfg["data_dir"], "train", size, limit=cfg["train_images"],
+                                num_workers=cfg["num_workers"])
+    val_set, val_transform = val_data(cfg)
+    return train_set, val_set, data.TrainAugment(size), val_transform
+
+
+def val_data(cfg):
+    """(val_set, val_transform) of a configuration, as in `datasets`, without touching the training split
+    (what evaluations and attacks of a trained run need)."""
+    size = cfg["image_size"]
+    val_set = data.load_split(cfg["data_dir"], "val", size, limit=cfg["val_images"], num_workers=cfg["num_workers"])
+    return val_set, data.EvalTransform(size)
+
+
+def input_hook(cfg):
+    """The adversarial-training hook of a configuration, or None."""
+    if not cfg["adversarial"]:
+        return None
+    from lib.attacks.adversarial_training import AdversarialTraining
+    from lib.attacks.pgd import PGDAttack
+    return AdversarialTraining(PGDAttack(targeted=None, **cfg["adversarial"]))
+
+
+class Run:
+    """A run directory: its config, per-epoch history, step log, final metrics and weights."""
+
+    def __init__(self, path):
+        self.dir = Path(path)
+        self.config = json.loads((self.dir / "config.json").read_text())
+
+    @property
+    def finished(self):
+        return (self.dir / "metrics.json").exists()
+
+    @property
+    def metrics(self):
+        return json.loads((self.dir / "metrics.json").read_text())
+
+    @property
+    def history(self):
+        return pd.read_csv(self.dir / "history.csv")
+
+    @property
+    def steps(self):
+        return pd.read_csv(self.dir / "steps.csv")
+
+    def load_model(self, best=False, device="cpu"):
+        """The trained model in eval mode on `device`: last epoch's weights, or the best val Acc@1's.
+
+        The checkpoint is read into CPU memory; only the model moves to `device`.
+        """
+        model = build_model(self.config, pretrained=False)
+        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"))
+        model.load_state_dict(state["model"])
+        return model.to(device).eval()
+
+    def __repr__(self):
+        return f"Run({str(self.dir)!r}, finished={self.finished})"
+
+
+def _set_aside(path, why):
+    """Rename an existing run directory so that nothing finished is overwritten."""
+    if path.exists():
+        aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(path, aside)
+        print(f"kept the previous run of {path} as {aside}")
+
+
+def run(name, profile="sample", *, data_dir=None, device="auto", force=False, progress=True,
+        results_dir=None, stop_after=None, dry_run=False, **overrides):
+    """Train experiment `name` under `profile`, or re-use its finished run with the same configuration.
+
+    An interrupted run with the same configuration resumes from its last checkpoint. `force=True`
+    retrains (the previous run is kept, renamed). `stop_after=k` stops after epoch k (for tests).
+    Overrides are settings of TRAIN_DEFAULTS (e.g. epochs=5) or model_kwargs={...}; init_from names
+    the source run's experiment, with the registry's settings, or {experiment: {setting: value}}.
+    `dry_run=True` caps the work (DRY_RUN) in a run directory of its own. Returns a Run.
+    """
+    cfg = config(name, profile, data_dir, dry_run, **overrides)
+    check_data(cfg)
+    path = run_dir(name, profile, overrides, results_dir, dry_run)
+    rank, _ = world()
+    if rank == 0:
+        _prepare(path, cfg, force)
+    if dist.is_initialized():
+        dist.barrier()
+    if (path / "metrics.json").exists():
+        announce("cached", name, path, cfg)
+        return Run(path)
+    seed_everything(cfg["seed"])
+    model = build_model(cfg)
+    notes = {"pretrained_source": model.pretrained_source} if hasattr(model, "pretrained_source") else {}
+    if cfg["init_from"]:
+        source_name, source_overrides = _init_source(cfg["init_from"], name)
+        source = run(source_name, profile, data_dir=data_dir, device=device, progress=progress,
+                     results_dir=results_dir, dry_run=dry_run, **source_overrides)
+        model.load_state_dict(source.load_model().state_dict())
+        notes["initialised_from"] = str(source.dir)
+    announce("train", name, path, cfg)
+    trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
+                      input_hook=input_hook(cfg), progress=progress, notes=notes)
+    if (path / "checkpoint.pth").exists():
+        trainer.resume(path / "checkpoint.pth")
+    announce("fit", name, path, cfg)
+    trainer.fit(stop_after)
+    if dist.is_initialized():
+        dist.barrier()
+    announce("finished", name, path, cfg)
+    return Run(path)
+
+
+def _prepare(path, cfg, force):
+    """Make `path` hold this configuration: keep a finished match, set aside anything else."""
+    config_file = path / "config.json"
+    stored = json.loads(json.dumps(cfg))  # as config.json holds it: tuples become lists
+    same = config_file.exists() and json.loads(config_file.read_text()) == stored
+    if same and not force:
+        return
+    _set_aside(path, "forced" if same else "replaced")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

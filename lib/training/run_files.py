@@ -1,0 +1,56 @@
+"""Files of a run: atomic writes (temporary file, then rename) of JSON, CSV and checkpoints; reading a
+checkpoint back (weights_only); the git commit a result was produced from.
+"""
+import csv
+import json
+import os
+from pathlib import Path
+import subprocess
+
+import torch
+
+from lib.data.layout import PROJECT_ROOT
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp_path onto path, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def write_csv(path, rows, fields):
+    def write(p):
+        with open(p, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)
+
+
+def save_checkpoint(path, state):
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by `fit` into CPU memory (weights_only: tensors and plain data only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def git_commit():
+    """HEAD of the project's repository (with '-dirty' for uncommitted changes), or 'unknown'."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
