@@ -352,6 +352,20 @@ def test_adversarial_training_hook_keeps_batchnorm_and_counts_clean_correct():
     assert logs["clean_correct"].item() == expected.item()
 
 
+def test_adversarial_training_never_waits_for_the_device(monkeypatch):
+    """The hook runs on every training step: it skips the pixel-range check (aminmax, read on the host), the one
+    check of perturb that waits for the device; a plain perturb call still makes it."""
+    model, x, labels = tiny_cnn(), random_images(), torch.tensor([0, 1, 2, 3])
+
+    def no_host_read(*args):
+        raise AssertionError("read on the host")
+    monkeypatch.setattr(torch, "aminmax", no_host_read)
+    adv, logs = AdversarialTraining()(model, x, labels)
+    assert adv.shape == x.shape and isinstance(logs["clean_correct"], torch.Tensor)
+    with pytest.raises(AssertionError, match="read on the host"):
+        PGDAttack(targeted=None).perturb(model, x, labels)
+
+
 def test_adversarial_training_hook_counts_tied_logits_against_the_label():
     """bf16 crafting ties logits often: the clean count follows the meters' rule, not argmax's first index."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6))

@@ -15,7 +15,9 @@ class AdversarialTraining:
     Precision: the samples are crafted in the training precision, since the trainer calls the hook
     inside its autocast (bf16 where the run's amp resolves to bf16, e.g. on a GPU; fp32 otherwise):
     they are training data for a model trained in that precision, and crafting costs most of an
-    adversarial step. The evaluation attacks of notebooks 03 and 04 run in IEEE fp32 (lib.report.analysis.PRECISION).
+    adversarial step. No step waits for the device: the batch's pixel range is not checked (the trainer's
+    transforms clamp to [0, 1]) and the clean hits stay a device tensor. The evaluation attacks of notebooks
+    03 and 04 run in IEEE fp32 (lib.report.analysis.PRECISION).
     """
 
     def __init__(self, attack=None):
@@ -31,6 +33,6 @@ class AdversarialTraining:
 
     def __call__(self, model, images, labels):
         """images: float (B, 3, H, W) in [0, 1]; labels: long (B,) -> (adv_images, logs)."""
-        adv = self.attack.perturb(model, images, labels)
+        adv = self.attack.perturb(model, images, labels, check_range=False)  # the trainer's transforms give [0, 1]
         correct = (label_rank(self.attack.last_clean_logits, labels) < 1).sum()  # ties count against, as in the meters
         return adv, {"clean_correct": correct}

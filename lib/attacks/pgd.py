@@ -58,13 +58,16 @@ def _check_number(name, value, minimum):
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
 
 
-def _check_images(images):
+def _check_images(images, values=True):
+    """images must be float (B, 3, H, W); with `values`, in [0, 1] too (one device sync)."""
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         kind = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a float tensor in [0, 1], got {kind}; "
                          "convert uint8 batches with the eval transform (or x.float() / 255) first")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    if not values:
+        return
     low, high = torch.stack(torch.aminmax(images)).tolist()  # one device sync
     if low < 0 or high > 1:
         raise ValueError(f"images must be pixel values in [0, 1], got range [{low:.3g}, {high:.3g}]; "
@@ -123,15 +126,17 @@ class PGDAttack:
                 f"epsilon={self.epsilon * 255:.3g}/255, targeted={self.targeted!r}, "
                 f"random_start={self.random_start})")
 
-    def perturb(self, model, images, labels=None, on_step=None):
+    def perturb(self, model, images, labels=None, on_step=None, check_range=True):
         """Adversarial images (B, 3, H, W) in [0, 1] within epsilon (L-inf) of `images`.
 
         images: float (B, 3, H, W) in [0, 1]; labels: long (B,), required when untargeted.
+        check_range=False skips the check that the pixels lie in [0, 1], the one check that waits for the device
+        (for callers whose images are in range by construction, e.g. every step of adversarial training).
         The model runs in eval mode with frozen parameters; its modes, requires_grad flags
         and .grad fields are as before afterwards. on_step(k, x), if given, is called after
         each step k = 1..num_steps with the batch so far (detached, projected), still in eval mode.
         """
-        _check_images(images)
+        _check_images(images, check_range)
         if labels is not None:
             _check_labels(labels, images)
         elif self.targeted is None:

@@ -76,9 +76,11 @@ def init_distributed(device="auto"):
 
 
 def loader_workers(requested):
-    """DataLoader worker processes for a request of `requested`: at most the CPU cores this process may run on
-    (more workers than cores only contend with each other and with the training step)."""
-    return min(requested, len(os.sched_getaffinity(0)))
+    """DataLoader worker processes for a request of `requested`: at most this process's share of the CPU cores it
+    may run on, the cores divided by the processes torchrun started on this node (LOCAL_WORLD_SIZE), and at least
+    one when any was requested (more workers than cores only contend with each other and with the training step)."""
+    share = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return min(requested, max(1, share))
 
 
 def seed_everything(seed):

@@ -21,7 +21,7 @@ TRAIN_DEFAULTS = dict(
     epochs=60, batch_size=256, val_batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
     warmup_epochs=5, grad_clip=0.0, label_smoothing=0.0, seed=0, amp="auto", channels_last=False,
     image_size=128, train_images=None, val_images=None, log_every=20, num_workers=0, adversarial=None,
-    init_from=None, train_batches=None, val_batches=None,
+    init_from=None, train_batches=None, val_batches=None, data_on_device="auto",
 )
 
 

@@ -9,6 +9,7 @@ import math
 import yaml
 
 from lib.core.devices import AMP_CHOICES
+from lib.training.loaders import DATA_ON_DEVICE
 
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -53,6 +54,8 @@ TRAINING_CHECKS = {
     "val_batches": (lambda v, c: _optional_integer(v, 1), "an integer >= 1, or null for no cap"),
     "log_every": (lambda v, c: _integer(v, 1), "an integer >= 1 (optimizer steps)"),
     "num_workers": (lambda v, c: _integer(v, 0), "an integer >= 0"),
+    "data_on_device": (lambda v, c: v in DATA_ON_DEVICE, "one of " + ", ".join(DATA_ON_DEVICE) +
+                       " (quote 'on' and 'off' in YAML)"),
 }
 from lib.core.errors import ConfigError
 

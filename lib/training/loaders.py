@@ -1,25 +1,109 @@
-"""Data loaders of a training run: shuffled, seeded training batches and sharded validation batches."""
+"""Data loaders of a training run: shuffled, seeded training batches and sharded validation batches.
+
+Training batches come one of two ways (cfg['data_on_device']): a DataLoader over the (memory-mapped) split, with
+worker processes and pinned memory, or `DeviceBatches`, which holds the split on the training device and gathers
+each batch there. 'auto' takes the device when the split is a tensor data set, the device is a GPU and the split
+fits in RESIDENT_SHARE of the GPU's free memory (the rest stays for the model, its activations and the
+allocator); 'on' and 'off' force either way.
+"""
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from lib.core import devices
-from lib.core.errors import TrainingError
+from lib.core.errors import ConfigError, TrainingError
+
+
+DATA_ON_DEVICE = ("auto", "on", "off")
+RESIDENT_SHARE = 0.5  # at most this share of the GPU's free memory holds a resident training split
+
+
+class EpochPermutation:
+    """The order of a shard of `size` items in each epoch: torch.randperm(size) from a generator seeded with
+    seed + epoch on `device`, the draw DistributedSampler(shuffle=True, seed=seed) makes on the CPU."""
+
+    def __init__(self, size, seed, device):
+        self.size, self.seed, self.device, self.epoch = size, seed, torch.device(device), 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def order(self):
+        """int64 (size,) on the device: this epoch's permutation."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.size, generator=generator, device=self.device)
+
+
+class DeviceBatches:
+    """Training batches gathered on the device from this process's shard of the split, held there as uint8.
+
+    dataset: TensorDataset(uint8 (N, 3, H, W), int64 (N,)); the shard of rank r of w processes is items r, r + w,
+    r + 2w, ... (all of them in one process), copied to `device` once. Each epoch (`sampler.set_epoch`) permutes
+    the shard on the device (EpochPermutation) and yields `len(self)` batches (uint8 (batch_size, 3, H, W), int64
+    (batch_size,)) of consecutive entries of the permutation, the last partial batch dropped: no worker, no
+    pinning, no per-sample fetch. In one process these are exactly the batches of the DataLoader path for the
+    same seed when both draw on the same device type; a GPU's generator draws other permutations than the CPU's,
+    with the same statistics. Under torchrun every global batch takes batch_size images from each rank's shard
+    (every image still once per epoch), where the DataLoader path draws it from the whole split.
+    """
+
+    def __init__(self, dataset, batch_size, seed, device, rank=0, world_size=1):
+        images, labels = dataset.tensors
+        self.dataset, self.batch_size = dataset, batch_size
+        self.images = images[rank::world_size].to(device)
+        self.labels = labels[rank::world_size].to(device)
+        self.sampler = EpochPermutation(len(self.labels), seed, device)
+
+    def __len__(self):
+        return len(self.labels) // self.batch_size
+
+    def __iter__(self):
+        order = self.sampler.order()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            picks = order[start:start + self.batch_size]
+            yield self.images[picks], self.labels[picks]
+
+
+def shard_bytes(dataset, world_size=1):
+    """Bytes of one process's shard of a TensorDataset's tensors (as DeviceBatches holds them)."""
+    return sum(tensor[0].nelement() * tensor.element_size() for tensor in dataset.tensors) * \
+        -(-len(dataset) // world_size)
+
+
+def use_device(choice, train_set, device, world_size=1):
+    """Whether the training batches come from DeviceBatches under cfg['data_on_device'] = `choice`."""
+    if choice not in DATA_ON_DEVICE:
+        raise ConfigError(f"data_on_device must be one of {', '.join(DATA_ON_DEVICE)}, got {choice!r}")
+    tensors = isinstance(train_set, TensorDataset)
+    if choice == "on" and not tensors:
+        raise ConfigError("data_on_device 'on' needs the training split as a tensor data set (the decoded cache); "
+                          f"got {type(train_set).__name__}: use 'auto' or 'off'")
+    if choice != "auto":
+        return choice == "on"
+    device = torch.device(device)
+    if device.type != "cuda" or not tensors:
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return shard_bytes(train_set, world_size) <= RESIDENT_SHARE * free
 
 
 def build_loaders(train_set, val_set, cfg, seed, device):
-    """DataLoaders over (uint8 image, label) datasets; train sharded by DistributedSampler.
+    """(train, val) batches over (uint8 image, label) datasets, sharded over the torchrun processes.
 
-    Train: shuffled per epoch from (seed, epoch), per-process batch cfg['batch_size'] // world size,
-    last partial batch dropped. Val: each process takes every world-size-th image, no padding.
-    Batches are pinned in host memory when they go to a GPU (`device`). Worker processes: cfg['num_workers'],
-    at most one per CPU core (devices.loader_workers).
+    Train: DeviceBatches when `use_device(cfg['data_on_device'])`, else a DataLoader whose DistributedSampler
+    shuffles per epoch from (seed, epoch); per-process batch cfg['batch_size'] // world size, last partial batch
+    dropped. Val: a DataLoader; each process takes every world-size-th image, no padding. DataLoader batches are
+    pinned in host memory when they go to a GPU; worker processes: cfg['num_workers'], at most this process's
+    share of the CPU cores (devices.loader_workers).
     """
     rank, size = devices.world()
-    sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    batch = max(1, cfg["batch_size"] // size)
     workers = devices.loader_workers(cfg["num_workers"])
     common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0)
-    train = DataLoader(train_set, batch_size=max(1, cfg["batch_size"] // size), sampler=sampler,
-                       drop_last=True, **common)
+    if use_device(cfg.get("data_on_device", "auto"), train_set, device, size):
+        train = DeviceBatches(train_set, batch, seed, device, rank, size)
+    else:
+        sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        train = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, **common)
     val = DataLoader(val_set, batch_size=cfg["val_batch_size"], sampler=range(rank, len(val_set), size), **common)
     if len(train) == 0:
         raise TrainingError(f"{len(train_set)} training images make no full batch of {cfg['batch_size']}; "

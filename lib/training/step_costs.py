@@ -148,3 +148,27 @@ def forward_flops(model, images):
         model(images)
     model.train(was_training)
     return counter.get_total_flops()
+
+
+def backward_flops(model, images, labels, weights=True):
+    """FLOPs (as `forward_flops` counts them) of one forward and backward pass of cross-entropy over the batch.
+
+    weights=True: a training step's passes in training mode (gradients of the weights and of every
+    activation but the input; the optimizer's elementwise update is not counted). weights=False: an attack
+    step's passes in eval mode, the weights frozen, the gradient of the input only. The model's mode,
+    requires_grad flags and .grad fields are left as they were.
+    """
+    was_training, flags = model.training, [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    model.train(weights)
+    if not weights:
+        model.requires_grad_(False)
+    images = images.detach().requires_grad_(not weights)
+    try:
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            F.cross_entropy(model(images), labels).backward()
+    finally:
+        for param, requires_grad, grad in flags:
+            param.requires_grad_(requires_grad)
+            param.grad = grad
+        model.train(was_training)
+    return counter.get_total_flops()
