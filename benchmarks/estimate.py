@@ -12,7 +12,7 @@ throughputs are ASSUMED (bf16 training, IEEE fp32 attacks) until a GPU check has
 
     python -m benchmarks.gpu_check --estimate [--json] [--from DIR/gpu_check.json]
 """
-import json
+import functools
 
 import torch
 
@@ -26,12 +26,12 @@ FULL_IMAGES = {"train": 100_000, "val": 10_000}  # the official MiniPlaces split
 
 # Achieved TFLOP/s (low, likely, high) of one H100-class GPU in bf16 autocast, assumed per model. Small networks
 # on 128 px images are bound by memory traffic and kernel launches more than by the ~990 TFLOP/s of dense bf16:
-# about 5% of it for SimpleNet (50 TFLOP/s is ~57,000 training images/s), more for ResNet-18's wider
+# about 6% of it for SimpleNet (60 TFLOP/s is ~68,000 training images/s), more for ResNet-18's wider
 # convolutions, less for BatchNorm's extra passes, the ViT's small matmuls and the custom convolution's unfold.
 ASSUMED_TFLOPS = {
-    "simplenet": (25, 50, 100), "simplenet_custom": (5, 15, 40), "improvednet": (20, 40, 80),
-    "improvednet_table": (20, 40, 80), "resnet18": (40, 80, 150), "vit": (10, 25, 50), "vit_global": (10, 25, 50),
-    "advsimplenet": (25, 50, 100),
+    "simplenet": (30, 60, 100), "simplenet_custom": (5, 15, 40), "improvednet": (25, 50, 90),
+    "improvednet_table": (25, 50, 90), "resnet18": (40, 80, 150), "vit": (20, 40, 70), "vit_global": (20, 40, 70),
+    "advsimplenet": (30, 60, 100),
 }
 # The notebooks' attacks compute in IEEE fp32 (no tensor cores; ~67 TFLOP/s peak on an H100).
 ASSUMED_ATTACK_TFLOPS = (8, 15, 30)
@@ -57,19 +57,20 @@ def attack_steps():
     return {"default": harness["num_steps"] * images, "curve": curve, "grid": grid}
 
 
-def per_image_flops(name):
-    """{'forward', 'train_step', 'attack_step'}: FLOPs per image of experiment `name` at the full profile's size."""
-    cfg = experiments.config(name, "full")
+def per_image_flops(cfg):
+    """{'forward', 'train_step', 'attack_step'}: FLOPs per image of a configuration's model at its image size."""
     model = experiments.build_model(cfg, pretrained=False)
     images, labels = torch.rand(2, 3, cfg["image_size"], cfg["image_size"]), torch.tensor([0, 1])
     return {"forward": forward_flops(model, images) / 2, "train_step": backward_flops(model, images, labels) / 2,
             "attack_step": backward_flops(model, images, labels, weights=False) / 2}
 
 
+@functools.lru_cache(maxsize=None)
 def work(name):
     """The FLOPs of experiment `name`'s full run ('train': training steps, PGD crafting and per-epoch validation)
     and of the notebooks' attacks on it ('attack'), with the per-image counts."""
-    cfg, flops = experiments.config(name, "full"), per_image_flops(name)
+    cfg = experiments.config(name, "full")
+    flops = per_image_flops(cfg)
     trained = cfg["epochs"] * (FULL_IMAGES["train"] // cfg["batch_size"]) * cfg["batch_size"]
     pgd = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
     train = trained * (flops["train_step"] + pgd * flops["attack_step"]) + cfg["epochs"] * FULL_IMAGES["val"] * \
@@ -79,9 +80,9 @@ def work(name):
     return {"train": train, "attack": attacked * flops["attack_step"], "epochs": cfg["epochs"], **flops}
 
 
-def measured_rates(path):
-    """({experiment: TFLOP/s}, attack TFLOP/s or None) from a GPU check's JSON (benchmarks.gpu_check)."""
-    result = json.loads(open(path).read())
+def rates_of(result):
+    """({experiment: TFLOP/s}, attack TFLOP/s or None): the rates a GPU check measured (benchmarks.gpu_check's
+    result, as its gpu_check.json holds it)."""
     rates = {row["experiment"]: row["TFLOP/s"] for row in result.get("experiments", []) if row.get("TFLOP/s")}
     return rates, (result.get("sanity") or {}).get("attack TFLOP/s")
 
@@ -89,7 +90,7 @@ def measured_rates(path):
 def estimate(measured=None):
     """{experiment: {train_pflop, attack_pflop, minutes_low, minutes_likely, minutes_high}, 'total': {...}}.
 
-    measured: (rates, attack_rate) from `measured_rates`, replacing the assumed throughputs where present.
+    measured: (rates, attack_rate) from `rates_of`, replacing the assumed throughputs where present.
     """
     rates, attack_rate = measured or ({}, None)
     attack_range = [attack_rate * s for s in MEASURED_SPREAD] if attack_rate else ASSUMED_ATTACK_TFLOPS

@@ -1,4 +1,4 @@
-"""Command line: `python -m lib {list, train, data verify, data download, report}`.
+"""Command line: `python -m lib {list, train, train-all, data verify, data download, report}`.
 
 User-caused errors print one line, `error: ...`, and exit with status 2.
 """
@@ -39,6 +39,17 @@ def cmd_train(args):
         metrics = result.metrics
         print(f"{args.experiment} ({args.profile}): val Acc@1 {metrics['val_acc1']:.2f}  Acc@5 "
               f"{metrics['val_acc5']:.2f}  ({result.dir})")
+
+
+def cmd_train_all(args):
+    import torch
+    from lib.study.train_all import gpu_list, train_all
+    gpus = gpu_list(args.gpus or ",".join(map(str, range(torch.cuda.device_count()))), torch.cuda.device_count())
+    ended, logs = train_all(args.profile, gpus, args.experiments, args.data_dir, args.results_dir)
+    for name, status in ended.items():
+        print(f"  {name:<20} {'finished' if status == 0 else 'not started' if status is None else f'failed ({status})'}")
+    print(f"logs in {logs}")
+    return 0 if all(status == 0 for status in ended.values()) else 1
 
 
 def cmd_verify(args):
@@ -94,6 +105,14 @@ def parser():
     for flag, (setting, kind) in TRAIN_OPTIONS.items():
         train.add_argument(flag, dest=setting, type=kind)
     train.set_defaults(func=cmd_train)
+
+    every = sub.add_parser("train-all", help="train the study's experiments at once, one per GPU, init_from order kept")
+    every.add_argument("--profile", default="full")
+    every.add_argument("--gpus", help="GPU indices, e.g. 0,1,2,3 (default: every visible GPU); 'cpu' for a try-out")
+    every.add_argument("--experiments", nargs="+", help="default: every experiment")
+    every.add_argument("--data-dir", help="MiniPlaces root (default: the embedded sample)")
+    every.add_argument("--results-dir", help="default: results/")
+    every.set_defaults(func=cmd_train_all)
 
     data_cmd = sub.add_parser("data", help="check or fetch the data set").add_subparsers(dest="action", required=True)
     verify = data_cmd.add_parser("verify", help="check list files, images, labels and counts")

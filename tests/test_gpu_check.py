@@ -1,10 +1,10 @@
-"""benchmarks/gpu_check.py: its CPU-testable parts (no GPU here; the CUDA path runs under `make gpu-check`)."""
+"""benchmarks/gpu_check.py and benchmarks/estimate.py on a CPU (the CUDA path runs under `make gpu-check`)."""
 import json
 
 import pytest
 import torch
 
-from benchmarks import gpu_check
+from benchmarks import estimate, gpu_check
 from lib import experiments
 
 
@@ -15,49 +15,73 @@ def test_without_cuda_it_says_so_in_one_line_and_exits_0(capsys):
     assert len(out) == 1 and "no CUDA GPU" in out[0]
 
 
-def test_capped_epochs_on_cpu_measure_and_project(capsys, tmp_path):
-    status = gpu_check.main(["--device", "cpu", "--profile", "smoke", "--steps", "1", "--experiments",
-                             "simplenet", "advsimplenet", "--amp", "off", "--channels-last", "off", "on",
-                             "--json", str(tmp_path / "check.json")])
-    assert status == 0
-    result = json.loads((tmp_path / "check.json").read_text())
-    rows = result["rows"]
-    assert [(r["experiment"], r["channels_last"]) for r in rows] == [
-        ("simplenet", False), ("simplenet", True), ("advsimplenet", False), ("advsimplenet", True)]
-    for row in rows:
-        assert row["train images/s"] > 0 and row["val images/s"] > 0 and row["peak MiB"] > 0
-        epochs = experiments.config(row["experiment"], "full")["epochs"]
-        assert row["projected min"] == pytest.approx(
-            epochs * (100_000 / row["train images/s"] + 10_000 / row["val images/s"]) / 60)
-    assert result["totals"] is None  # not every experiment was measured: no whole-study figure
-    out = capsys.readouterr().out
-    assert "| advsimplenet | off | True |" in out and "On paper, 100 TFLOP/s" in out
+def test_the_quick_check_runs_every_section_on_a_cpu_and_writes_json_and_markdown(capsys, tmp_path):
+    assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["passed"] and result["profile"] == "smoke" and result["versions"]["torch"] == torch.__version__
+    assert set(result["seconds"]) == {"tests", "conv", "experiments", "pipeline", "sanity"}
+    assert {(row["precision"], row["tensor"]) for row in result["conv"] if row["ok"]} == {
+        (p, t) for p in ("fp32", "bf16") for t in ("output", "grad input", "grad weight", "grad bias")}
+    rows = result["experiments"]
+    assert [row["experiment"] for row in rows] == list(experiments.EXPERIMENTS)
+    measured = [row for row in rows if "images/s" in row]
+    assert measured and all(row["images/s"] > 0 and row["TFLOP/s"] > 0 and row["steps"] == 1 for row in measured)
+    assert all(row["note"].startswith("skipped") for row in rows if "images/s" not in row)
+    assert [row["path"] for row in result["pipeline"]] == ["DataLoader", "device-resident",
+                                                            "device-resident + TrainAugment"]
+    assert all(row["images/s"] > 0 and row["images"] == 1024 for row in result["pipeline"])
+    sanity = result["sanity"]
+    assert sanity["train steps"] == 96 // 16 and sanity["attacked images"] == 16 and sanity["attack TFLOP/s"] > 0
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| simplenet | fp32 | 16 | 1 |" in table and table.strip() in capsys.readouterr().out
 
 
-def test_study_totals_use_the_registry_setting_and_the_fastest_one():
-    settings = (("bf16", False, 2.0), ("bf16", True, 1.0), ("off", False, 4.0))
-    rows = [{"experiment": name, "amp": amp, "channels_last": cl, "projected min": minutes}
-            for name in experiments.EXPERIMENTS for amp, cl, minutes in settings]
-    layouts = [experiments.config(name, "full")["channels_last"] for name in experiments.EXPERIMENTS]
-    assert True in layouts and False in layouts  # the CNNs train channels_last, the ViTs do not
-    count = len(experiments.EXPERIMENTS)
-    assert gpu_check.study_totals(rows, "bf16") == {"registry settings": sum(1.0 if cl else 2.0 for cl in layouts),
-                                                    "fastest setting each": 1.0 * count}
-    first_registry_row = 1 if layouts[0] else 0  # the first experiment's registry setting goes missing
-    partial = gpu_check.study_totals(rows[:first_registry_row] + rows[first_registry_row + 1:], "bf16")
-    assert partial["registry settings"] is None
-    assert gpu_check.study_totals(rows[3:], "bf16") is None  # an experiment not measured at all
+def test_a_spent_share_skips_the_remaining_experiments():
+    spent = gpu_check.Section(0, deadline=0)
+    rows = gpu_check.measure_experiments(torch.device("cpu"), "smoke", 1, spent)
+    assert [row["note"] for row in rows] == ["skipped: its share of the budget is spent"] * len(experiments.EXPERIMENTS)
 
 
-def test_paper_estimate_counts_training_validation_and_pgd_passes():
-    rows = {row["experiment"]: row for row in gpu_check.paper_estimate(tflops=100)}
-    assert set(rows) == set(experiments.EXPERIMENTS)
-    plain, adversarial = rows["simplenet"], rows["advsimplenet"]
-    assert plain["forward GFLOP/image"] == pytest.approx(adversarial["forward GFLOP/image"])
-    assert 0.25 < plain["forward GFLOP/image"] < 0.4 < rows["resnet18"]["forward GFLOP/image"]
-    assert adversarial["PGD steps"] == experiments.ADVERSARIAL_TRAINING["num_steps"] == 4
-    per_epoch_ratio = (3 * 5 * 100_000 + 10_000) / (3 * 100_000 + 10_000)  # 4 PGD steps: 3 + 4 x 3 passes
-    assert adversarial["PFLOP"] / adversarial["epochs"] == pytest.approx(
-        per_epoch_ratio * plain["PFLOP"] / plain["epochs"])
-    for row in rows.values():
-        assert row["minutes"] == pytest.approx(row["PFLOP"] * 1e15 / 100e12 / 60)
+def test_the_estimate_counts_training_pgd_validation_and_the_notebooks_attacks(capsys):
+    assert gpu_check.main(["--estimate", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert set(table) == set(experiments.EXPERIMENTS) | {"total"}
+    adv, plain = table["advsimplenet"], table["simplenet"]
+    assert 23 < adv["train_pflop"] < 25.5  # 70 epochs x 99,840 images x (2.76 + 4 x 2.0) x 0.32 GFLOP + validation
+    for row in table.values():
+        assert row["minutes_low"] < row["minutes_likely"] < row["minutes_high"]
+    for name in experiments.EXPERIMENTS:
+        row, cfg = table[name], experiments.config(name, "full")
+        assert 2.7 < row["train_step_forwards"] < 3.0 and 1.9 < row["attack_step_forwards"] < 2.1
+        pgd = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
+        per_image = row["forward_gflop_per_image"] * 1e9 * (row["train_step_forwards"] + pgd * row["attack_step_forwards"])
+        expected = cfg["epochs"] * (99_840 * per_image + 10_000 * row["forward_gflop_per_image"] * 1e9)
+        assert row["train_pflop"] * 1e15 == pytest.approx(expected)
+    steps = estimate.attack_steps()
+    assert steps == {"default": 10 * 10_000, "curve": 5 * 10 * 200, "grid": 4 * 20 * 200}
+    attack_flops = plain["forward_gflop_per_image"] * 1e9 * plain["attack_step_forwards"]
+    assert plain["attack_pflop"] * 1e15 == pytest.approx(sum(steps.values()) * attack_flops)
+    assert adv["attack_pflop"] * 1e15 == pytest.approx((steps["default"] + steps["curve"]) * attack_flops)
+    assert table["vit"]["attack_pflop"] == 0
+    total = table["total"]
+    assert total["train_pflop"] == pytest.approx(sum(table[n]["train_pflop"] for n in experiments.EXPERIMENTS))
+    assert total["minutes_likely"] == pytest.approx(
+        sum(table[n]["minutes_likely"] for n in experiments.EXPERIMENTS) + estimate.DECODE_SECONDS[1] / 60)
+
+
+def test_the_estimate_takes_a_checks_measured_rates(tmp_path, capsys):
+    check = {"experiments": [{"experiment": "simplenet", "TFLOP/s": 20.0}, {"experiment": "vit", "note": "failed"}],
+             "sanity": {"attack TFLOP/s": 5.0}}
+    (tmp_path / "gpu_check.json").write_text(json.dumps(check))
+    assert gpu_check.main(["--estimate", "--json", "--from", str(tmp_path / "gpu_check.json")]) == 0
+    table = json.loads(capsys.readouterr().out)
+    plain, vit = table["simplenet"], table["vit"]
+    assert plain["measured"] and not vit["measured"]
+    epochs = experiments.config("simplenet", "full")["epochs"]
+    seconds = plain["train_pflop"] * 1e15 / 20e12 + plain["attack_pflop"] * 1e15 / 5e12
+    assert plain["minutes_likely"] == pytest.approx(
+        (seconds + epochs * estimate.EPOCH_SECONDS[1] + estimate.RUN_SECONDS[1]) / 60)
+    assumed = estimate.estimate()
+    assert vit["minutes_likely"] == pytest.approx(assumed["vit"]["minutes_likely"])
+    assert gpu_check.main(["--estimate"]) == 0
+    assert "assumed throughputs" in capsys.readouterr().out

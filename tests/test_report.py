@@ -4,14 +4,16 @@ import os
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
-from lib import data, experiments
-from lib.__main__ import main
-from lib.core import progress
-from lib.data.layout import PROJECT_ROOT
-from lib.report import build as report
+nbformat = pytest.importorskip("nbformat", reason="the report needs the Jupyter stack")
+pytest.importorskip("papermill", reason="the report needs the Jupyter stack")
+
+from lib import data, experiments  # noqa: E402 (after the skips)
+from lib.__main__ import main  # noqa: E402 (after the skips)
+from lib.core import progress  # noqa: E402 (after the skips)
+from lib.data.layout import PROJECT_ROOT  # noqa: E402 (after the skips)
+from lib.report import build as report  # noqa: E402 (after the skips)
 
 
 def test_smoke_report_end_to_end(tmp_path, monkeypatch):

@@ -6,11 +6,13 @@ import base64
 import html
 import re
 
-import nbformat
 import pytest
 
-from lib.report import build as report
-from lib.report.tables import Table
+nbformat = pytest.importorskip("nbformat", reason="the report needs the Jupyter stack")
+pytest.importorskip("papermill", reason="the report needs the Jupyter stack")
+
+from lib.report import build as report  # noqa: E402 (after the skips)
+from lib.report.tables import Table  # noqa: E402 (after the skips)
 
 
 PNG_1x1 = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJ"
