@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 
 PRECISIONS = ("fp32", "bf16")
-AMP_CHOICES = ("auto", "bf16", "off")  # a run's `amp` setting: auto picks bf16 where it pays (lib.training.trainer)
+AMP_CHOICES = ("auto", "bf16", "off")  # a run's `amp` setting: auto picks bf16 where it pays (lib.training.amp)
 PRECISION_NAMES = {"fp32": "IEEE fp32", "bf16": "bf16 autocast"}  # as the report names them (IEEE: no TF32)
 
 
@@ -93,6 +93,16 @@ def rng_state(device):
     """This process's random state: the CPU generator's and, on a GPU, its own device's generator's."""
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
     return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def gather_rng_states(device, rank=0, world_size=1):
+    """Every process's `rng_state`, indexed by rank, on rank 0 (None elsewhere); a collective under DDP."""
+    mine = rng_state(device)
+    if world_size == 1:
+        return [mine]
+    states = [None] * world_size if rank == 0 else None
+    dist.gather_object(mine, states, dst=0)
+    return states
 
 
 def set_rng_state(state, device):

@@ -1,14 +1,17 @@
 """Files of a run: atomic writes (temporary file, then rename) of JSON, CSV and checkpoints; reading a
-checkpoint back (weights_only); the git commit a result was produced from.
+checkpoint back (weights_only); the provenance a result carries, with the git commit it was produced from.
 """
 import csv
 import json
 import os
+import platform
 from pathlib import Path
 import subprocess
+import time
 
 import torch
 
+from lib.core import devices
 from lib.data.layout import PROJECT_ROOT
 
 
@@ -40,6 +43,22 @@ def save_checkpoint(path, state):
 def load_checkpoint(path):
     """Read a checkpoint written by `fit` into CPU memory (weights_only: tensors and plain data only)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def provenance(cfg, device, processes, amp, amp_bf16_speedup, train_time_s, images_per_s):
+    """Where and how a run's result was produced, as metrics.json records it.
+
+    cfg: the resolved configuration; device: the torch.device trained on; processes: how many trained together;
+    amp: the resolved choice ('bf16' | 'off') and the bf16 speedup measured to make it (None if not measured);
+    train_time_s: seconds spent in training epochs (validation excluded); images_per_s: training throughput.
+    Adds the seed, the device's name, torch and Python versions, the git commit, this process's peak memory
+    (MiB) and the time of finishing.
+    """
+    return {"config": cfg, "seed": cfg["seed"], "device": devices.device_name(device), "processes": processes,
+            "amp": amp, "amp_bf16_speedup": amp_bf16_speedup, "torch": torch.__version__,
+            "python": platform.python_version(), "git_commit": git_commit(), "train_time_s": train_time_s,
+            "images_per_s": images_per_s, "peak_memory_mb": devices.peak_memory_mb(device),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def git_commit():

@@ -18,7 +18,6 @@ seed + rank, stopping together with the others on a non-finite loss; only rank 0
 import itertools
 import math
 from pathlib import Path
-import platform
 import time
 import warnings
 
@@ -26,40 +25,19 @@ import torch
 from torch import nn
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from lib.core import devices
 from lib.core.devices import AMP_CHOICES
 from lib.core.errors import TrainingError
-from lib.training import run_files, step_costs
+from lib.training import run_files
+from lib.training.amp import choose_amp
 from lib.training.loaders import build_loaders
 from lib.training.metrics import Meter, evaluate
 
 
-AMP_MIN_SPEEDUP = 1.1  # amp="auto" on a CPU picks bf16 when a training step runs at least this much faster
-
-
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_loss", "val_acc1",
                   "val_acc5", "epoch_time_s", "images_per_s"]
-
-
-def warmup_cosine(step, total_steps, warmup_steps):
-    """Learning-rate factor at optimizer step `step`: linear 0 -> 1 over warmup, then cosine 1 -> 0."""
-    if step < warmup_steps:
-        return step / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def build_optimizer(model, cfg):
-    """SGD with momentum or AdamW from cfg['optimizer'], lr and weight decay from cfg."""
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                               weight_decay=cfg["weight_decay"])
-    if cfg["optimizer"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    raise ValueError(f"unknown optimizer {cfg['optimizer']!r}; use 'sgd' or 'adamw'")
 
 
 class Trainer:
@@ -69,11 +47,10 @@ class Trainer:
     label_smoothing, seed, amp ('auto' | 'bf16' | 'off'), channels_last, log_every, num_workers, val_batch_size,
     and optionally train_batches / val_batches (at most that many optimizer steps per epoch / batches per
     evaluation; None or absent: no cap).
-    amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json): bf16 autocast on a GPU
-    with bf16; on a CPU with bf16 instructions, bf16 when it makes this model's training step at least
-    AMP_MIN_SPEEDUP times faster (`lib.step_costs.bf16_speedup`, measured on one batch); otherwise off (fp32).
-    bf16 autocast keeps the weights, gradients and optimizer state in fp32. amp 'off' is IEEE fp32, with the GPU's
-    TF32 shortcut off (`lib.core.devices.precision_context`), so that 'fp32' means the same arithmetic on every device.
+    amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json) by `lib.training.amp`:
+    bf16 autocast where it pays, otherwise off (fp32). bf16 autocast keeps the weights, gradients and optimizer
+    state in fp32. amp 'off' is IEEE fp32, with the GPU's TF32 shortcut off (`lib.core.devices.precision_context`),
+    so that 'fp32' means the same arithmetic on every device.
     `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training);
     it runs inside the trainer's autocast, i.e. in the training precision.
     `notes` (plain data, e.g. where pretrained weights came from) are copied into metrics.json.
@@ -107,81 +84,40 @@ class Trainer:
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
 
     @property
-    def precision(self):
-        """The training precision, as lib.core.devices.PRECISIONS names it: 'bf16' (autocast) or 'fp32'."""
-        return "bf16" if self.amp == "bf16" else "fp32"
-
-    def autocast(self):
-        """The training precision's context on the training device (lib.core.devices.precision_context)."""
-        return devices.precision_context(self.precision, self.device)
-
-    def _resolve_amp(self):
-        """'bf16' or 'off' for amp='auto' (see the class docstring); every process gets rank 0's choice."""
-        if not devices.has_native_bf16(self.device):
-            return "off"
-        if self.device.type == "cuda":
-            return "bf16"
-        choice = torch.zeros(1)
-        if self.rank == 0:
-            with torch.random.fork_rng(devices=[]):
-                self.amp_speedup = step_costs.bf16_speedup(self.model, *self._probe_batch())
-            choice += self.amp_speedup >= AMP_MIN_SPEEDUP
-        if self.world_size > 1:
-            dist.broadcast(choice, src=0)
-        return "bf16" if choice.item() else "off"
-
-    def _probe_batch(self):
-        """The first per-process batch of training images, eval-transformed, and labels (no RNG draw)."""
-        dataset = self.train_loader.dataset
-        images, labels = default_collate([dataset[i] for i in range(self.train_loader.batch_size)])
-        images = self.val_transform(images.to(self.device)).contiguous(memory_format=self.memory_format)
-        return images, labels.to(self.device)
-
-    @property
-    def writes(self):
+    def is_main_process(self):
+        """Whether this process is rank 0, the only one that writes files and shows progress."""
         return self.rank == 0
 
-    # -- state
-    def state(self, rng):
-        """The checkpoint: `rng` holds every process's `rng_state`, indexed by rank."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_acc1": self.best_acc1,
-                "history": self.history, "steps": self.steps, "train_time": self.train_time,
-                "amp": self.amp, "amp_bf16_speedup": self.amp_speedup, "rng": rng}
+    def fit(self, stop_after=None):
+        """Train the remaining epochs (all of them, or up to epoch `stop_after`); returns metrics.
 
-    def _gather_rng(self):
-        """Every process's `rng_state` by rank, on rank 0 (None elsewhere); a collective under DDP."""
-        mine = devices.rng_state(self.device)
-        if self.world_size == 1:
-            return [mine]
-        states = [None] * self.world_size if self.rank == 0 else None
-        dist.gather_object(mine, states, dst=0)
-        return states
-
-    def resume(self, path):
-        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run.
-
-        Each process restores its own random state. A checkpoint written by a different number of
-        processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
-        and a warning says so.
+        Writes checkpoint.pth every epoch and model_best.pth on a new best val Acc@1; metrics.json
+        only once the last epoch is done.
         """
-        state = run_files.load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.best_acc1, self.history = state["epoch"], state["best_acc1"], state["history"]
-        self.steps, self.train_time = state["steps"], state["train_time"]
-        # checkpoints written before amp and per-process RNG states were saved lack these keys
-        self.amp, self.amp_speedup = state.get("amp", self.amp), state.get("amp_bf16_speedup")
-        rng = state.get("rng", [])
-        if len(rng) == self.world_size:
-            devices.set_rng_state(rng[self.rank], self.device)
-        else:
-            warnings.warn(f"{path} holds the random state of {len(rng)} process(es), this run has {self.world_size}: "
-                          "the random streams restart from new seeds, so the result differs from an uninterrupted run")
-            devices.seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
+        if self.amp is None:
+            self.amp, self.amp_speedup = choose_amp(self.model, self.train_loader, self.val_transform, self.device,
+                                                    self.memory_format, self.rank, self.world_size)
+        writer = self._tensorboard()
+        last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
+        while self.epoch < last:
+            lr = self.optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch()}
+            seconds = time.perf_counter() - start
+            self.train_time += seconds
+            row.update(self.validate())
+            row.update(epoch_time_s=seconds, images_per_s=self.steps_per_epoch * self.cfg["batch_size"] / seconds)
+            self.history.append(row)
+            self.epoch += 1
+            new_best = self._track_best(row["val_acc1"])
+            rng = devices.gather_rng_states(self.device, self.rank, self.world_size)
+            if self.is_main_process:
+                self._write_epoch(new_best, rng)
+                self._log_epoch(writer, row)
+        if writer:
+            writer.close()
+        return self.finish() if self.epoch == self.cfg["epochs"] else None
 
-    # -- loop
     def train_epoch(self):
         """One pass over the training loader (at most steps_per_epoch steps); returns the epoch's train metrics.
 
@@ -193,7 +129,7 @@ class Trainer:
         meter, cfg = Meter(self.device), self.cfg
         batches = itertools.islice(self.train_loader, self.steps_per_epoch)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False, total=self.steps_per_epoch,
-                   disable=not (self.progress and self.writes))
+                   disable=not (self.progress and self.is_main_process))
         for images, labels in bar:
             images = self.train_transform(images.to(self.device, non_blocking=True))
             images = images.contiguous(memory_format=self.memory_format)
@@ -248,46 +184,31 @@ class Trainer:
                 f"{self.scheduler.last_epoch}); every process stopped and the last good checkpoint is kept in "
                 f"{self.run_dir}. Lower the learning rate (--lr) or set --grad-clip.")
 
-    def fit(self, stop_after=None):
-        """Train the remaining epochs (all of them, or up to epoch `stop_after`); returns metrics.
-
-        Writes checkpoint.pth every epoch and model_best.pth on a new best val Acc@1; metrics.json
-        only once the last epoch is done.
-        """
-        if self.amp is None:
-            self.amp = self._resolve_amp()
-        writer = self._tensorboard()
-        last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
-        while self.epoch < last:
-            lr = self.optimizer.param_groups[0]["lr"]
-            start = time.perf_counter()
-            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch()}
-            seconds = time.perf_counter() - start
-            self.train_time += seconds
-            row.update(self.validate())
-            row.update(epoch_time_s=seconds, images_per_s=self.steps_per_epoch * self.cfg["batch_size"] / seconds)
-            self.history.append(row)
-            self.epoch += 1
-            self._save_epoch(row, writer, self._gather_rng())
-        if writer:
-            writer.close()
-        return self.finish() if self.epoch == self.cfg["epochs"] else None
-
     def validate(self):
+        """Loss, Acc@1 and Acc@5 on the validation loader (at most cfg['val_batches'] batches), keyed val_*."""
         return evaluate(self.model, self.val_loader, self.val_transform, self.device, self.precision,
                         max_batches=self.cfg.get("val_batches"))
 
-    def _tensorboard(self):
-        if not self.writes:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-        return SummaryWriter(self.run_dir / "tb")
+    @property
+    def precision(self):
+        """The training precision, as lib.core.devices.PRECISIONS names it: 'bf16' (autocast) or 'fp32'."""
+        return "bf16" if self.amp == "bf16" else "fp32"
 
-    def _save_epoch(self, row, writer, rng):
-        new_best = row["val_acc1"] > self.best_acc1
-        self.best_acc1 = max(self.best_acc1, row["val_acc1"])
-        if not self.writes:
-            return
+    def autocast(self):
+        """The training precision's context on the training device (lib.core.devices.precision_context)."""
+        return devices.precision_context(self.precision, self.device)
+
+    # -- after each epoch
+    def _track_best(self, val_acc1):
+        """Keep the best val Acc@1 so far; returns whether `val_acc1` (%) is a new best."""
+        new_best = val_acc1 > self.best_acc1
+        self.best_acc1 = max(self.best_acc1, val_acc1)
+        return new_best
+
+    def _write_epoch(self, new_best, rng):
+        """history.csv, steps.csv and checkpoint.pth (with every process's random state `rng`), and
+        model_best.pth when the epoch just ended set a new best."""
+        row = self.history[-1]
         fields = HISTORY_FIELDS + sorted(set(row) - set(HISTORY_FIELDS))
         run_files.write_csv(self.run_dir / "history.csv", self.history, fields)
         run_files.write_csv(self.run_dir / "steps.csv", self.steps, ["step", "epoch", "lr", "loss"])
@@ -295,6 +216,16 @@ class Trainer:
         if new_best:
             run_files.save_checkpoint(self.run_dir / "model_best.pth",
                                      {"model": self.model.state_dict(), "epoch": self.epoch})
+
+    def _tensorboard(self):
+        """A TensorBoard writer into run_dir/tb on the main process; None elsewhere."""
+        if not self.is_main_process:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter(self.run_dir / "tb")
+
+    def _log_epoch(self, writer, row):
+        """The epoch's history row and its logged optimizer steps, as TensorBoard scalars."""
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(f"epoch/{key}", value, self.epoch)
@@ -307,15 +238,59 @@ class Trainer:
         """metrics.json: the last epoch's metrics, the best val Acc@1, and provenance (amp: the resolved choice)."""
         last = self.history[-1]
         images = sum(r["images_per_s"] * r["epoch_time_s"] for r in self.history)
+        provenance = run_files.provenance(self.cfg, self.device, self.world_size, self.amp, self.amp_speedup,
+                                          self.train_time, images / self.train_time)
         metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
-                   "best_val_acc1": self.best_acc1, **self.notes, "provenance": {
-                       "config": self.cfg, "seed": self.cfg["seed"], "device": devices.device_name(self.device),
-                       "processes": self.world_size, "amp": self.amp, "amp_bf16_speedup": self.amp_speedup,
-                       "torch": torch.__version__, "python": platform.python_version(),
-                       "git_commit": run_files.git_commit(), "train_time_s": self.train_time,
-                       "images_per_s": images / self.train_time,
-                       "peak_memory_mb": devices.peak_memory_mb(self.device),
-                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
-        if self.writes:
+                   "best_val_acc1": self.best_acc1, **self.notes, "provenance": provenance}
+        if self.is_main_process:
             run_files.write_json(self.run_dir / "metrics.json", metrics)
         return metrics
+
+    # -- checkpoint and resume
+    def state(self, rng):
+        """The checkpoint: `rng` holds every process's `rng_state`, indexed by rank."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_acc1": self.best_acc1,
+                "history": self.history, "steps": self.steps, "train_time": self.train_time,
+                "amp": self.amp, "amp_bf16_speedup": self.amp_speedup, "rng": rng}
+
+    def resume(self, path):
+        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run.
+
+        Each process restores its own random state. A checkpoint written by a different number of
+        processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
+        and a warning says so.
+        """
+        state = run_files.load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best_acc1, self.history = state["epoch"], state["best_acc1"], state["history"]
+        self.steps, self.train_time = state["steps"], state["train_time"]
+        # checkpoints written before amp and per-process RNG states were saved lack these keys
+        self.amp, self.amp_speedup = state.get("amp", self.amp), state.get("amp_bf16_speedup")
+        rng = state.get("rng", [])
+        if len(rng) == self.world_size:
+            devices.set_rng_state(rng[self.rank], self.device)
+        else:
+            warnings.warn(f"{path} holds the random state of {len(rng)} process(es), this run has {self.world_size}: "
+                          "the random streams restart from new seeds, so the result differs from an uninterrupted run")
+            devices.seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
+
+
+def build_optimizer(model, cfg):
+    """SGD with momentum or AdamW from cfg['optimizer'], lr and weight decay from cfg."""
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
+                               weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"unknown optimizer {cfg['optimizer']!r}; use 'sgd' or 'adamw'")
+
+
+def warmup_cosine(step, total_steps, warmup_steps):
+    """Learning-rate factor at optimizer step `step`: linear 0 -> 1 over warmup, then cosine 1 -> 0."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
