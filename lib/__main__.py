@@ -1,6 +1,7 @@
 """Command line: `python -m lib {list, train, train-all, data verify, data download, report}`.
 
-User-caused errors print one line, `error: ...`, and exit with status 2.
+User-caused errors print one line, `error: ...`, and exit with status 2; a report that would be incomplete (a
+notebook failed, or a figure has no image) prints one such line and exits with status 1.
 """
 import argparse
 import json
@@ -9,7 +10,7 @@ import sys
 from lib import data, study
 from lib.core.devices import DeviceError, init_distributed, world
 from lib.core.progress import time_table
-from lib.report import ReportError
+from lib.report import IncompleteReport, ReportError
 from lib.study import settings
 from lib.training.trainer import TrainingError
 
@@ -148,7 +149,7 @@ def main(argv=None):
     except (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, IncompleteReport) else 2
 
 
 if __name__ == "__main__":

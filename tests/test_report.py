@@ -1,6 +1,8 @@
 """The report runner: every notebook through papermill in the smoke profile, PDF and HTML export."""
+import functools
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +15,7 @@ from lib import data, experiments  # noqa: E402 (after the skips)
 from lib.__main__ import main  # noqa: E402 (after the skips)
 from lib.core import progress  # noqa: E402 (after the skips)
 from lib.data.layout import PROJECT_ROOT  # noqa: E402 (after the skips)
-from lib.report import build as report  # noqa: E402 (after the skips)
+from lib.report import build as report, completeness  # noqa: E402 (after the skips)
 
 
 def test_smoke_report_end_to_end(tmp_path, monkeypatch):
@@ -188,3 +190,61 @@ def test_monitor_prints_when_a_data_set_is_decoded(tmp_path, monkeypatch):
     printed = lines.getvalue()
     assert f"decode val at {data.base_size(32)}px (once): 5 images into {tmp_path}" in printed
     assert "decoded 5 images in" in printed and monitor.events == []
+
+
+def figure_notebook(path, draw=True):
+    """A notebook whose figure caption is followed by a figure drawn with plt and not returned (as the report's
+    notebooks do with `plots.*(...);`), or by nothing at all (draw=False)."""
+    body = "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);" if draw else "x = 1"
+    write_notebook(path, 'profile = "sample"', "from lib.report.plots import say\nsay('**Figure 1.1**: a line.')",
+                   body)
+
+
+def test_figures_are_shown_whatever_backend_the_environment_names(tmp_path, monkeypatch):
+    """MPLBACKEND=Agg (usual on servers) in the environment: the report's figures are still in the notebooks
+    and the HTML, which opens with the report's title."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebooks, results = tmp_path / "nbs", tmp_path / "results"
+    notebooks.mkdir()
+    figure_notebook(notebooks / "01_figure.ipynb")
+    out = report.build(profile="smoke", formats=("html",), results_dir=results, directory=notebooks, progress=False)
+    [executed] = out["notebooks"]
+    outputs = nbformat.read(executed, as_version=4).cells[-1].outputs
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    html = out["report"][0].read_text()
+    body = html[html.index("<body"):]
+    assert "data:image/png;base64" in body
+    title = re.search(r"<h1[^>]*>MiniPlaces scene classification \(smoke profile\)", body)
+    assert title and title.start() < body.index("Contents")
+
+
+def test_a_figure_without_its_image_stops_the_report(tmp_path, monkeypatch, capsys):
+    """A caption whose figure did not come out: exit status 1, one line naming the notebook and the figure, and
+    the previous report kept."""
+    notebooks, results = tmp_path / "nbs", tmp_path / "results"
+    notebooks.mkdir()
+    results.mkdir()
+    (results / "report.html").write_text("previous good report")
+    figure_notebook(notebooks / "01_figure.ipynb", draw=False)
+    monkeypatch.setattr(report, "build", functools.partial(report.build, directory=notebooks, results_dir=results,
+                                                           progress=False))
+    assert main(["report", "--profile", "smoke", "--format", "html"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: notebook 01_figure.ipynb is incomplete: Figure 1.1 has no image.")
+    assert err.count("\n") == 1
+    assert (results / "report.html").read_text() == "previous good report"
+
+
+@pytest.mark.parametrize("outputs, problems", [
+    ([nbformat.v4.new_output("display_data", data={"image/png": "..."})], []),
+    ([], ["Figure 1.1 has no image"]),
+    ([nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])],
+     ["cell 2: ValueError: boom", "Figure 1.1 has no image"]),
+])
+def test_completeness_pairs_each_caption_with_the_next_image(outputs, problems):
+    caption = nbformat.v4.new_markdown_cell("Some prose.\n\n**Figure 1.1**: a caption.")
+    code = nbformat.v4.new_code_cell("plot()", execution_count=2)
+    code.outputs = outputs
+    heading = nbformat.v4.new_markdown_cell("## Next part")
+    nb = nbformat.v4.new_notebook(cells=[caption, code, heading])
+    assert completeness.missing(nb) == problems

@@ -7,3 +7,8 @@ Modules are imported by name (`from lib.report import stats`); importing the pac
 
 class ReportError(RuntimeError):
     """A notebook failed or an export tool is missing; the message names the notebook/cell or the fix."""
+
+
+class IncompleteReport(ReportError):
+    """An executed notebook lacks what the report shows (a cell failed, an error output, a figure without its
+    image); the command line exits with status 1."""

@@ -7,6 +7,7 @@ ran and every export succeeded, so a failure never overwrites the previous good 
 """
 import contextlib
 import copy
+import os
 from pathlib import Path
 import re
 import shutil
@@ -22,7 +23,7 @@ import zmq
 from lib import study
 from lib.core import progress as terminal
 from lib.data.layout import PROJECT_ROOT
-from lib.report import ReportError
+from lib.report import IncompleteReport, ReportError, completeness
 from lib.study.parameters import Study
 from lib.study.registry import RESULTS_DIR
 
@@ -63,11 +64,17 @@ KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}}) if z
 CLEAN_SLATE = "get_ipython().run_line_magic('reset', '-f'); get_ipython().execution_count = 1"
 
 
+# The report shows figures inline whatever backend the environment names (MPLBACKEND=Agg is common on servers):
+# ipykernel keeps a backend set in its environment, so the report's kernel gets the inline one.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
 @contextlib.contextmanager
 def report_kernel():
-    """A python3 kernel started in PROJECT_ROOT with this process's environment; shut down on exit."""
+    """A python3 kernel started in PROJECT_ROOT with this process's environment and the inline matplotlib
+    backend; shut down on exit."""
     manager = KernelManager(kernel_name="python3", config=KERNEL_CONFIG)
-    manager.start_kernel(cwd=str(PROJECT_ROOT))
+    manager.start_kernel(cwd=str(PROJECT_ROOT), env={**os.environ, "MPLBACKEND": INLINE_BACKEND})
     try:
         yield manager
     finally:
@@ -88,16 +95,19 @@ def clean_slate(manager, timeout=60):
 
 
 def execute(notebook, output, parameters, manager):
-    """Execute one notebook with papermill into `output`, in the kernel of `manager` after a `clean_slate`;
-    a failing cell raises ReportError naming it."""
+    """Execute one notebook with papermill into `output`, in the kernel of `manager` after a `clean_slate`.
+
+    A failing cell, an error output or a figure caption without its image (lib.report.completeness) raises
+    IncompleteReport naming the notebook and the cell or figure."""
     clean_slate(manager)
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=False,
                                    kernel_name="python3", km=manager)
     except papermill.PapermillExecutionError as error:
-        raise ReportError(f"notebook {notebook.name} failed in cell {error.exec_count} with {error.ename}: "
-                          f"{error.evalue}. The executed copy with the traceback is {output}; the previous "
-                          "report was left as it was.") from error
+        raise IncompleteReport(f"notebook {notebook.name} failed in cell {error.exec_count} with {error.ename}: "
+                               f"{error.evalue}. The executed copy with the traceback is {output}; the previous "
+                               "report was left as it was.") from error
+    completeness.check(nbformat.read(output, as_version=4), notebook.name, output)
 
 
 def _report_cell(cell):
@@ -188,8 +198,16 @@ def combine(executed, title):
                 (appendix if "appendix" in tags else body).append(new)
     contents = _html_contents(body + appendix)
     contents.id = "contents"
-    combined.cells = [contents] + body + appendix
+    combined.cells = [_html_title(title), contents] + body + appendix
     return combined
+
+
+def _html_title(title):
+    """The report's title as the HTML's first heading (a cell tagged 'html-only': the PDF's title comes from
+    LaTeX's maketitle)."""
+    cell = nbformat.v4.new_markdown_cell(f"# {title}", metadata={"tags": [HTML_ONLY]})
+    cell.id = "title"
+    return cell
 
 
 def export(notebook, stem, formats):
@@ -278,7 +296,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     title = f"MiniPlaces scene classification ({profile} profile)"
     combined = combine(executed, f"DRY RUN: {title}" if dry_run else title)
     if dry_run:
-        combined.cells.insert(0, nbformat.v4.new_markdown_cell(
+        combined.cells.insert(1, nbformat.v4.new_markdown_cell(
             "**DRY RUN**: every training run, evaluation and attack of this report was capped to a few batches "
             "to test the whole pipeline; its numbers are not results."))
     report = export(combined, stage / name, formats)
