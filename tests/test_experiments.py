@@ -1,13 +1,21 @@
 """The experiment registry, cached runs and the command line."""
+import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
-from lib import attacks, experiments
+from lib import attacks, data, experiments
 from lib.__main__ import main
 from lib.core import devices
-from lib.report import measurements
+from lib.data.layout import PROJECT_ROOT
+from lib.report import cache, measurements
 from lib.study import parameters as study
 from lib.study import settings
 from lib.training import step_costs as stepcost
@@ -252,3 +260,114 @@ def test_cnns_are_built_channels_last_and_compute_what_the_contiguous_model_comp
                  for out, model in zip(outputs, (fast, plain))]
         torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
     assert not experiments.config("vit", "smoke")["channels_last"]
+
+
+# ----------------------------------------------------------------------------- runs that move, runs shared
+
+def linked_copy(source, target):
+    """A copy of a folder made of hard links (no decoded caches): another place, the same content."""
+    shutil.copytree(source, target, copy_function=os.link, ignore=shutil.ignore_patterns(".cache", "__pycache__"))
+    return target
+
+
+def python(script, project, cwd=None, output=None):
+    """A Python process running `script` in `cwd` with the project at `project` (its `lib`, and its results/
+    and sample unless `output` names another folder for results/)."""
+    env = {key: value for key, value in os.environ.items() if key != "MINIPLACES_OUTPUT"}
+    env.update(PYTHONPATH=str(project), **({"MINIPLACES_OUTPUT": str(output)} if output else {}))
+    return subprocess.Popen([sys.executable, "-c", script], cwd=cwd or project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_results_copied_into_another_checkout_are_reused(tmp_path):
+    """results/ copied into a second checkout of the project (another project path, so another data path):
+    the run and its cached analysis are re-used, nothing is set aside, and config.json names the data set's
+    new place while metrics.json keeps where it was trained."""
+    first = experiments.run("simplenet", "smoke", results_dir=tmp_path / "results", progress=False, epochs=1)
+    cache.cached(first, "test", {"k": 1}, lambda: {"x": 1})
+    checkout = tmp_path / "checkout"
+    linked_copy(PROJECT_ROOT / "lib", checkout / "lib")
+    linked_copy(data.SAMPLE_ROOT, checkout / "data" / "miniplaces-sample")
+    shutil.copytree(tmp_path / "results", checkout / "results")
+    script = ("from lib import experiments\nfrom lib.report import cache\n"
+              "run = experiments.run('simplenet', 'smoke', progress=False, epochs=1)\n"
+              "print(run.dir, cache.cached(run, 'test', {'k': 1}, lambda: 1 / 0)['x'])")
+    out, err = python(script, checkout).communicate(timeout=300)
+    copied = checkout / "results" / "runs" / "simplenet" / first.dir.name
+    assert out.split() == [str(copied), "1"], err[-2000:]
+    assert [p.name for p in copied.parent.iterdir()] == [first.dir.name]  # nothing set aside
+    moved = experiments.Run(copied)
+    assert moved.metrics == first.metrics  # not retrained
+    assert moved.config["data_dir"] == str((checkout / "data" / "miniplaces-sample").resolve())
+    assert moved.metrics["provenance"]["config"]["data_dir"] == str(data.SAMPLE_ROOT.resolve())
+    assert moved.config["dataset"] == first.config["dataset"] == data.fingerprint(data.SAMPLE_ROOT)
+
+
+def earlier_version_analysis(run, kind, settings, values):
+    """An analysis as earlier versions cached it: under a hash that covered the data set's path."""
+    identity = {"kind": kind, "settings": settings, "config": run.config,
+                "finished_at": run.metrics["provenance"]["finished_at"]}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    path = run.dir / "analyses" / f"{kind}-{digest}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"kind": kind, "settings": settings, "values": values, "provenance": {}}))
+    return path
+
+
+def test_a_run_written_by_an_earlier_version_is_converted_not_set_aside(tmp_path):
+    """config.json as earlier versions wrote it (no data set fingerprint; the absolute data path of another
+    machine): the run and its analyses are re-used and converted once; a different data set is not."""
+    run = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
+    config_file, finished = run.dir / "config.json", run.metrics
+    legacy = {key: value for key, value in run.config.items() if key != "dataset"}
+    legacy["data_dir"] = "/elsewhere/project/data/miniplaces-sample"
+    config_file.write_text(json.dumps(legacy))
+    old = earlier_version_analysis(experiments.Run(run.dir), "test", {"k": 1}, {"x": 2})
+    again = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
+    assert again.metrics == finished and [p.name for p in run.dir.parent.iterdir()] == [run.dir.name]
+    assert again.config == run.config  # converted: fingerprint added, the data set's place now
+    assert cache.cached(again, "test", {"k": 1}, lambda: 1 / 0)["x"] == 2 and not old.exists()
+    other = dict(again.config, dataset=dict(again.config["dataset"], lists="0" * 16))  # another data set
+    config_file.write_text(json.dumps(other))
+    retrained = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
+    assert retrained.config == run.config and retrained.metrics != finished
+    kept, aside = sorted(p.name for p in run.dir.parent.iterdir())
+    assert kept == run.dir.name and aside.startswith(f"{run.dir.name}.replaced-")
+
+
+def test_a_second_process_waits_for_the_first_and_reuses_its_run(tmp_path):
+    """Two processes ask for one run: the second says it waits, then re-uses what the first trained."""
+    ask = ("from lib import experiments\n{hold}"
+           "run = experiments.run('simplenet', 'smoke', progress=False, epochs=1, device='cpu')\n"
+           "print(run.dir, run.metrics['provenance']['finished_at'])")
+    hold = ("import pathlib, time\nfrom lib.training.trainer import Trainer\nfit = Trainer.fit\n"
+            "def held(self, *args):\n    pathlib.Path('training').touch()\n"
+            "    while not pathlib.Path('go').exists():\n        time.sleep(0.1)\n    return fit(self, *args)\n"
+            "Trainer.fit = held\n")
+    first = python(ask.format(hold=hold), PROJECT_ROOT, cwd=tmp_path, output=tmp_path)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "training").exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-2000:]
+        time.sleep(0.2)
+    second = python(ask.format(hold=""), PROJECT_ROOT, cwd=tmp_path, output=tmp_path)
+    line = second.stderr.readline()  # blocks until the second process says it waits
+    assert line.startswith(f"waiting for another process working on {tmp_path / 'results' / 'runs'}"), line
+    assert second.poll() is None  # still waiting: the first holds the run
+    (tmp_path / "go").touch()
+    outputs = [process.communicate(timeout=300) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], outputs[0][1][-2000:]
+    assert outputs[0][0].split() == outputs[1][0].split()  # the same finished run
+    path = experiments.run_dir("simplenet", "smoke", {"epochs": 1}, results_dir=tmp_path / "results")
+    assert outputs[0][0].split()[0] == str(path) and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    """The run's lock held by a process that was killed: the next request trains at once."""
+    path = experiments.run_dir("simplenet", "smoke", {"epochs": 1}, results_dir=tmp_path)
+    lock = path.parents[1] / ".locks" / f"simplenet.{path.name}.lock"
+    script = (f"import os, signal\nfrom lib.core.locks import exclusive\n"
+              f"with exclusive({str(lock)!r}, 'waiting'):\n    os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, timeout=120)
+    assert killed.returncode == -signal.SIGKILL and lock.read_text().strip().isdigit()  # it held the lock
+    run = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
+    assert run.finished

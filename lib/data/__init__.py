@@ -7,7 +7,7 @@ normalise themselves with `Normalize`.
 """
 from lib.data.layout import (  # noqa: F401 (the package's API)
     PROJECT_ROOT, SAMPLE_ROOT, LIST_FILES, SPLITS, NUM_CLASSES, DataError, read_categories, read_list,
-    DECODE_ERRORS, open_rgb)
+    DECODE_ERRORS, open_rgb, fingerprint)
 from lib.data.download import (  # noqa: F401 (the package's API)
     DATA_URL, DATA_MD5, LISTS_URL, verify, download)
 from lib.data.decoded import (  # noqa: F401 (the package's API)

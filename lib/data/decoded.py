@@ -1,6 +1,5 @@
 """MiniPlaces images as datasets, and the decoded cache.
 """
-import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from lib.core.devices import loader_workers
+from lib.core.locks import exclusive
 from lib.core.progress import note
 from lib.data.layout import DECODE_ERRORS, SAMPLE_ROOT, DataError, open_rgb, read_categories, read_list
 
@@ -129,8 +129,7 @@ def _write_cache(path, files, side, num_workers, desc):
     """Decode `files` into the .npy file `path` (uint8 (N, 3, side, side)), written through a
     temporary file and renamed. Under a lock on the folder: one process decodes, the others
     wait and then use its file. Older caches of the same split, side and count are removed."""
-    with open(path.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(path.parent / ".lock", f"waiting for another process to decode {path.name}"):
         if path.exists():
             return
         part = path.with_name(f".{path.name}.{os.getpid()}.part")

@@ -6,6 +6,8 @@
     ROOT/images/...        128x128 RGB JPEGs (the official archive also has images/test/, unlisted)
 """
 from collections import Counter
+import functools
+import hashlib
 from pathlib import Path
 
 from PIL import Image
@@ -121,3 +123,26 @@ def open_rgb(path):
     """The image file at `path` as a PIL RGB image (decoded fully); DECODE_ERRORS when it does not decode."""
     with Image.open(path) as image:
         return image.convert("RGB")
+
+
+def fingerprint(root):
+    """What identifies the data set at `root` by its content, not its place: {'lists': the first 16 hex digits
+    of the SHA-256 of categories.txt, train.txt and val.txt, 'train_images': N, 'val_images': M} (entries
+    listed). A copy of the data set elsewhere has the same fingerprint; read once per version of the files."""
+    files = [Path(root) / name for name in LIST_FILES]
+    for path in files:
+        if not path.is_file():
+            raise _missing(path)
+    return dict(_fingerprint(tuple(str(path) for path in files),
+                             tuple((path.stat().st_size, path.stat().st_mtime_ns) for path in files)))
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(files, versions):
+    """fingerprint() of the list files `files` (paths) at `versions` ((size, mtime) each), as sorted pairs."""
+    digest, counts = hashlib.sha256(), {}
+    for path in files:
+        text = Path(path).read_bytes()
+        digest.update(f"{Path(path).name} {len(text)}\n".encode() + text)
+        counts[Path(path).stem] = sum(1 for line in text.splitlines() if line.strip())
+    return (("lists", digest.hexdigest()[:16]), ("train_images", counts["train"]), ("val_images", counts["val"]))

@@ -6,7 +6,13 @@ An analysis of a finished run (per-image predictions, an attack evaluation, a st
 and the time it finished), so a retrained run never reuses an old analysis, and a run retrained with
 `force` is moved aside with its analyses. `force=True` recomputes an analysis, keeping the previous files
 renamed beside it.
+
+The hash leaves out where the data set lies and its fingerprint (`data_dir`, `dataset`, at any depth of the
+settings too): an analysis stays valid when the results are copied next to another copy of the data set (the
+run directory itself holds runs of one data set; lib.study.runs). An analysis cached under a hash that still
+covered them (by earlier versions) is found by its settings and renamed once.
 """
+import contextlib
 import hashlib
 import io
 import json
@@ -29,6 +35,8 @@ def cached(run, kind, settings, compute, force=False):
     if not run.finished:
         raise ValueError(f"the run in {run.dir.name} has not finished: train it before analysing it")
     path = _path(run, kind, settings)
+    if not path.with_suffix(".json").exists():
+        _adopt_earlier(path, run, kind, settings)
     if path.with_suffix(".json").exists() and not force:
         return load(path)
     if force:
@@ -68,15 +76,48 @@ def load(path):
 
 def provenance(run, kind, settings):
     """The provenance record of a cached analysis, or None when it is not cached."""
-    path = _path(run, kind, settings).with_suffix(".json")
+    path = _path(run, kind, settings)
+    if not path.with_suffix(".json").exists():
+        _adopt_earlier(path, run, kind, settings)
+    path = path.with_suffix(".json")
     return json.loads(path.read_text())["provenance"] if path.exists() else None
 
 
+PLACE_KEYS = ("data_dir", "dataset")  # left out of the hash: where the data set lies, and its fingerprint
+
+
 def _path(run, kind, settings):
+    return run.dir / "analyses" / f"{kind}-{_digest(run, kind, settings)}"
+
+
+def _digest(run, kind, settings):
     identity = {"kind": kind, "settings": settings, "config": run.config,
                 "finished_at": run.metrics["provenance"]["finished_at"]}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=_plain).encode()).hexdigest()[:10]
-    return run.dir / "analyses" / f"{kind}-{digest}"
+    plain = _without_place(json.loads(json.dumps(identity, default=_plain)))
+    return hashlib.sha1(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _without_place(tree):
+    """`tree` (plain data) without PLACE_KEYS in any dict."""
+    if isinstance(tree, dict):
+        return {key: _without_place(value) for key, value in tree.items() if key not in PLACE_KEYS}
+    if isinstance(tree, list):
+        return [_without_place(value) for value in tree]
+    return tree
+
+
+def _adopt_earlier(path, run, kind, settings):
+    """Rename an analysis of `run` cached by an earlier version under a hash that covered the data set's place
+    (its record's kind and settings give `path`'s hash now) to `path`, .json and .npz."""
+    for old in path.parent.glob(f"{kind}-*.json"):
+        if ".replaced-" in old.name:
+            continue
+        record = json.loads(old.read_text())
+        if record["kind"] == kind and _digest(run, kind, record["settings"]) == _digest(run, kind, settings):
+            for suffix in (".npz", ".json"):
+                with contextlib.suppress(FileNotFoundError):  # absent, or just renamed by another process
+                    old.with_suffix(suffix).rename(path.with_suffix(suffix))
+            return
 
 
 def _split(tree, prefix=""):

@@ -1,12 +1,16 @@
 """Runs: `run` trains one experiment or re-uses its finished run; `Run` reads a run directory.
 
-A run directory is identified by its resolved configuration (lib.study.resolve): a finished run with the same
-configuration is re-used, an interrupted one resumes from its checkpoint, anything else is set aside, never
-overwritten.
+A run directory is identified by what it computes: its resolved configuration (lib.study.resolve) with the data
+set taken by its content (`dataset`: lib.data.fingerprint), not by its place (`data_dir`, kept as provenance). A
+finished run that computes the same is re-used wherever the project, the data set or the results folder now lie;
+an interrupted one resumes from its checkpoint; anything else is set aside, never overwritten. One process at a
+time works on a run directory: another asking for the same run waits, then re-uses what the first finished.
 """
+import contextlib
 import json
 from pathlib import Path
 import shutil
+import sys
 import time
 
 import pandas as pd
@@ -14,10 +18,11 @@ import torch.distributed as dist
 
 from lib import data
 from lib.core.devices import seed_everything, world
+from lib.core.locks import exclusive
 from lib.core.progress import announce
 from lib.models.build import build_model
 from lib.study.resolve import _init_source, check_data, config, run_dir
-from lib.training.run_files import load_checkpoint
+from lib.training.run_files import load_checkpoint, write_json
 from lib.training.trainer import Trainer
 
 
@@ -106,22 +111,39 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
     """
     cfg = config(name, profile, data_dir, dry_run, **overrides)
     check_data(cfg)
+    cfg["dataset"] = data.fingerprint(cfg["data_dir"])
     path = run_dir(name, profile, overrides, results_dir, dry_run)
     rank, _ = world()
-    if rank == 0:
-        _prepare(path, cfg, force)
-    if dist.is_initialized():
-        dist.barrier()
-    if (path / "metrics.json").exists():
-        announce("cached", name, path, cfg)
-        return Run(path)
+    with _one_process(path, rank):
+        if rank == 0:
+            _prepare(path, cfg, force)
+        if dist.is_initialized():
+            dist.barrier()
+        if (path / "metrics.json").exists():
+            announce("cached", name, path, cfg)
+            return Run(path)
+        return _train(name, cfg, path, device, progress, stop_after,
+                      dict(profile=profile, data_dir=data_dir, results_dir=results_dir, dry_run=dry_run))
+
+
+def _one_process(path, rank):
+    """The lock of run directory `path` (results/runs/.locks/<experiment>.<folder>.lock), taken by rank 0 of
+    torchrun (the other ranks wait for it at a barrier); a do-nothing context on the other ranks."""
+    if rank != 0:
+        return contextlib.nullcontext()
+    lock = path.parents[1] / ".locks" / f"{path.parent.name}.{path.name}.lock"
+    return exclusive(lock, f"waiting for another process working on {path}")
+
+
+def _train(name, cfg, path, device, progress, stop_after, source_args):
+    """Train `name` into `path` from scratch or from its checkpoint; source_args: how run() was asked, for the
+    run that init_from names. Returns the Run."""
     seed_everything(cfg["seed"])
     model = build_model(cfg)
     notes = {"pretrained_source": model.pretrained_source} if hasattr(model, "pretrained_source") else {}
     if cfg["init_from"]:
         source_name, source_overrides = _init_source(cfg["init_from"], name)
-        source = run(source_name, profile, data_dir=data_dir, device=device, progress=progress,
-                     results_dir=results_dir, dry_run=dry_run, **source_overrides)
+        source = run(source_name, device=device, progress=progress, **source_args, **source_overrides)
         model.load_state_dict(source.load_model().state_dict())
         notes["initialised_from"] = str(source.dir)
     announce("train", name, path, cfg)
@@ -138,12 +160,35 @@ def run(name, profile="sample", *, data_dir=None, device="auto", force=False, pr
 
 
 def _prepare(path, cfg, force):
-    """Make `path` hold this configuration: keep a finished match, set aside anything else."""
+    """Make `path` hold this configuration: keep a run that computes the same (its config.json updated to where
+    the data set now lies), set aside anything else."""
     config_file = path / "config.json"
-    stored = json.loads(json.dumps(cfg))  # as config.json holds it: tuples become lists
-    same = config_file.exists() and json.loads(config_file.read_text()) == stored
+    wanted = json.loads(json.dumps(cfg))  # as config.json holds it: tuples become lists
+    stored = json.loads(config_file.read_text()) if config_file.exists() else None
+    same = stored is not None and _same_computation(stored, wanted, path)
     if same and not force:
+        if stored != wanted:
+            write_json(config_file, wanted)
         return
     _set_aside(path, "forced" if same else "replaced")
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    write_json(config_file, wanted)
+
+
+def _same_computation(stored, wanted, path):
+    """Whether the configuration `stored` in run directory `path` computes what `wanted` does: every setting
+    and the data set's fingerprint equal, wherever the data set lies. A config.json written before runs
+    recorded the fingerprint is compared by its settings, and by the fingerprint of the data set at its old
+    place when that place still holds one (else it is taken to be this data set, and a line says so)."""
+    def computation(cfg):
+        return {key: value for key, value in cfg.items() if key not in ("data_dir", "dataset")}
+    if computation(stored) != computation(wanted):
+        return False
+    if "dataset" in stored:
+        return stored["dataset"] == wanted["dataset"]
+    try:
+        return data.fingerprint(stored["data_dir"]) == wanted["dataset"]
+    except data.DataError:
+        print(f"{path} predates data set fingerprints and its data set ({stored['data_dir']}) is not there: it is "
+              f"taken to be the one at {wanted['data_dir']}, as every setting matches", file=sys.stderr)
+        return True
