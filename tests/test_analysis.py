@@ -96,3 +96,13 @@ def test_capped_run_attacks_the_images_its_index_names(tmp_path):
     val_set, _ = experiments.val_data(capped.config)
     assert result["index"].max() < covered
     np.testing.assert_array_equal(result["per_image"]["label"], val_set.tensors[1][result["index"]].numpy())
+
+
+def test_vit_settings_are_read_from_the_built_model():
+    cfg = experiments.config("vit", "smoke")
+    vit = analysis.vit_settings(cfg)
+    rows, cols = vit["grid"]
+    assert vit["image_size"] == cfg["image_size"] and rows == cols == cfg["image_size"] // vit["patch_size"]
+    assert vit["tokens"] == rows * cols and vit["depth"] >= len(vit["windowed"]) > 0
+    assert vit["windows"] == -(-rows // vit["window_size"]) * -(-cols // vit["window_size"])
+    assert vit["num_classes"] == 100 and vit["mlp_ratio"] >= 1 and vit["epochs"] == cfg["epochs"]

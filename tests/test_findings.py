@@ -83,3 +83,12 @@ def test_adversarial_training_needs_robustness_and_a_clean_cost():
     free = findings.judge_adversarial_training(pair(30, 2), pair(3, 4))
     assert free["verdict"] == NOT_REPRODUCED and "Without attack" in free["evidence"]
     assert findings.judge_adversarial_training(pair(3, 5), pair(2, 30))["verdict"] == NOT_REPRODUCED
+
+
+def test_reference_cells_quote_the_reference_clean_or_attacked():
+    assert findings.reference_cells("simplenet") == {"reference\nepochs": 60, "reference\ntop-1 (%)": 44.22,
+                                                     "reference\ntop-5 (%)": 73.39}
+    assert findings.reference_cells("advsimplenet", attacked=True) == {
+        "reference\nepochs": None, "reference\ntop-1 (%)": 35.53, "reference\ntop-5 (%)": 63.75}
+    assert list(findings.reference_cells("simplenet", attacked=True, epochs=False)) == [
+        "reference\ntop-1 (%)", "reference\ntop-5 (%)"]

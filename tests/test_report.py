@@ -69,10 +69,12 @@ def settings_notebook(directory):
     """A one-experiment notebook with the report's parameters: runs simplenet through a Study."""
     parameters = ('profile = "sample"\ndata_dir = ""\ndevice = "auto"\nforce_retrain = False\n'
                   'overrides = {}\nattack = {}\ndry_run = False')
-    body = ("from lib import experiments\nfrom lib.report.plots import say\nfrom lib.study import Study, describe_settings\n"
+    body = ("from lib import experiments\nfrom lib.report.prose import say\n"
+            "from lib.study import Study, describe_settings\n"
             "run = Study(profile, data_dir, device, force_retrain, dry_run, overrides).run('simplenet')\n"
-            "say(describe_settings(profile, overrides, attack, dry_run))\n"
-            "say(f\"run {run.dir.name}, images {experiments.attack_settings(profile, dry_run, **attack)['images']}\")")
+            "say('{settings}', settings=describe_settings(profile, overrides, attack, dry_run))\n"
+            "say('run {name}, images {images}', name=run.dir.name,\n"
+            "    images=experiments.attack_settings(profile, dry_run, **attack)['images'])")
     write_notebook(directory / "01_settings.ipynb", parameters, body)
 
 

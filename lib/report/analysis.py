@@ -10,6 +10,7 @@ validation set's order (`index` holds the validation-set index of each row).
 """
 import contextlib
 from itertools import islice
+import math
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from lib import attacks, data, study
 from lib.core.devices import precision_context, resolve_device
+from lib.models import vit
 from lib.report.cache import cached
 from lib.training.metrics import label_rank
 
@@ -157,6 +159,24 @@ def adversarial_examples(run, attack, images=None, count=6, device="auto", force
                 "target": as_numpy(attack.last_targets), "images": as_numpy(x).astype(np.float32),
                 "adversarial": as_numpy(adversarial).astype(np.float32)}
     return cached(run, "examples", settings, compute, force)
+
+
+def vit_settings(cfg):
+    """The architecture of the ViT a run configuration builds, read from the built model: image_size,
+    patch_size (pixels), embed_dim, depth, num_heads, window_size (tokens per side of the windowed blocks),
+    epochs, grid (token rows, columns), tokens, windows (per image), windowed (indices of the windowed blocks),
+    mlp_ratio, drop_path (the last block's rate) and num_classes."""
+    model = study.build_model(cfg)
+    blocks = model.blocks
+    used = dict(image_size=cfg["image_size"], patch_size=model.patch_embed.patch_size,
+                embed_dim=model.patch_embed.proj.out_channels, depth=len(blocks), num_heads=blocks[0].attn.num_heads,
+                window_size=max(block.window_size for block in blocks), epochs=cfg["epochs"])
+    grid = vit.token_grid(used["image_size"], used["patch_size"])
+    windows = math.ceil(grid[0] / used["window_size"]) * math.ceil(grid[1] / used["window_size"])
+    return dict(used, grid=grid, tokens=grid[0] * grid[1], windows=windows,
+                windowed=[i for i, block in enumerate(blocks) if block.window_size],
+                mlp_ratio=blocks[0].mlp[0].out_features // used["embed_dim"], drop_path=blocks[-1].drop_path.drop_prob,
+                num_classes=model.head.out_features)
 
 
 def _curve_images(run, images):

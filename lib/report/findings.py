@@ -22,9 +22,22 @@ REFERENCE = {
     "improvednet_table": (60, None, None), "resnet18": (60, 53.26, 79.29), "vit": (90, None, None),
     "vit_global": (None, None, None), "advsimplenet": (70, None, None),
 }
+# The ViT's settings (REFERENCE.md, section 2).
+REFERENCE_VIT = dict(image_size=128, patch_size=16, embed_dim=192, depth=4, num_heads=4, window_size=4, epochs=90)
 # Under the default PGD attack: top-1, top-5.
 REFERENCE_ATTACKED = {"simplenet": (0.23, 4.77), "advsimplenet": (35.53, 63.75)}
 COLLAPSE = 0.1  # "collapses": the attacked top-1 is at most this fraction of the clean top-1
+
+
+def reference_cells(name, attacked=False, epochs=True):
+    """The reference's numbers of experiment `name` as table cells: epochs (unless `epochs` is False; None under
+    attack), top-1 and top-5 (%), clean or under the default attack."""
+    if attacked:
+        cells = {"reference\nepochs": None, "reference\ntop-1 (%)": REFERENCE_ATTACKED[name][0],
+                 "reference\ntop-5 (%)": REFERENCE_ATTACKED[name][1]}
+    else:
+        cells = dict(zip(("reference\nepochs", "reference\ntop-1 (%)", "reference\ntop-5 (%)"), REFERENCE[name]))
+    return cells if epochs else {key: value for key, value in cells.items() if key != "reference\nepochs"}
 
 
 def _verdict(finding, verdict, evidence):

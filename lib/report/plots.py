@@ -1,4 +1,4 @@
-"""Figures of the report: training curves, robustness curves, image grids, cost sweeps; and `say` for prose.
+"""Figures of the report: training curves, robustness curves, image grids, cost sweeps.
 
 One style for every figure, set here: figures are drawn at the report's text width (WIDTH inches, shown at
 about 90% of it in the PDF) with fonts of 8-9 pt, so that no text is smaller than 7 pt on the page, and at
@@ -7,11 +7,9 @@ most two panels per row. Every figure is saved to figures/<name>.png and returne
 from pathlib import Path
 import textwrap
 
-from IPython.display import Markdown, display
 import matplotlib
 import matplotlib.pyplot as plt
 
-from lib import data
 from lib.study.registry import OUTPUT_ROOT
 
 
@@ -30,19 +28,6 @@ def save(fig, name):
     path = Path(FIGURES_DIR) / f"{name}.png"
     fig.savefig(path, bbox_inches="tight")
     return path
-
-
-def say(text):
-    """Show Markdown prose built from computed values (f-strings in the notebooks)."""
-    display(Markdown(text))
-
-
-def dataset_name(cfg):
-    """The data set of a run configuration by name, never by path: 'the embedded sample (miniplaces-sample)'
-    or the data directory's name."""
-    root = Path(cfg["data_dir"])
-    return (f"the embedded sample ({root.name})" if root.resolve() == data.SAMPLE_ROOT.resolve()
-            else f"`{root.name}`")
 
 
 def panels(count, height=PANEL_HEIGHT):
