@@ -7,6 +7,7 @@ PROFILE ?= sample
 DATA_DIR ?=
 DRY_RUN ?=
 SET ?=
+SEEDS ?=
 NOTEBOOKS ?=
 LAB_ARGS ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
@@ -18,9 +19,10 @@ test: $(STAMP) pdf-tools
 	$(PY) -m pytest
 
 # make report [PROFILE=full DATA_DIR=DIR] [DRY_RUN=1] [SET="simplenet.epochs=20 attack.epsilon=8"] [NOTEBOOKS="00 03"]
+#   [SEEDS=3]   (training seeds per compared experiment; default: the profile's, 1 for sample, 3 for full)
 report: $(STAMP) pdf-tools
 	$(PY) -m lib report --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
-	  $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) $(foreach item,$(SET),--set $(item)) \
+	  $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) $(foreach item,$(SET),--set $(item)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 .PHONY: lab
@@ -45,6 +47,10 @@ venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt -e .
+	# torchattacks 3.5.1 declares requests~=2.25.1, which would downgrade requests and urllib3 under the Jupyter
+	# stack; it never imports requests, and what it does import (torch, torchvision, scipy, tqdm, numpy) is pinned
+	# in requirements.txt, so it is installed without its declared dependencies.
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

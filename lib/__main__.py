@@ -75,7 +75,7 @@ def cmd_report(args):
     from lib.report.build import build  # the Jupyter stack: only where a report is built
     out = build(profile=args.profile, data_dir=args.data_dir, device=args.device,
                        force_retrain=args.force_retrain, formats=args.format, selected=args.notebooks,
-                       overrides=overrides, attack=attack, dry_run=args.dry_run)
+                       overrides=overrides, attack=attack, dry_run=args.dry_run, seeds=args.seeds)
     print(time_table(out["times"]))
     for path in out["report"]:
         print(f"wrote {path}")
@@ -136,6 +136,8 @@ def parser():
     rep.add_argument("--notebooks", nargs="+", help="run only notebooks whose names start with these (e.g. 00 01)")
     rep.add_argument("--set", action="append", default=[], metavar="EXPERIMENT.SETTING=VALUE",
                      help="change a setting, e.g. simplenet.epochs=20 or attack.epsilon=8 (/255); repeatable")
+    rep.add_argument("--seeds", type=int, help="training seeds per experiment behind a comparative finding "
+                     "(seed, seed + 1, ...; default: the profile's, 1 for smoke and sample, 3 for full)")
     rep.add_argument("--dry-run", action="store_true",
                      help="every notebook with training and evaluations capped to a few batches (report-dryrun.*)")
     rep.set_defaults(func=cmd_report)

@@ -106,3 +106,21 @@ def test_vit_settings_are_read_from_the_built_model():
     assert vit["tokens"] == rows * cols and vit["depth"] >= len(vit["windowed"]) > 0
     assert vit["windows"] == -(-rows // vit["window_size"]) * -(-cols // vit["window_size"])
     assert vit["num_classes"] == 100 and vit["mlp_ratio"] >= 1 and vit["epochs"] == cfg["epochs"]
+
+
+def test_strong_attacks_are_cached_and_the_worst_case_is_at_most_pgd(run, monkeypatch):
+    strong = experiments.attack_settings("smoke")["strong"]
+    images = experiments.attack_settings("smoke")["strong_images"]
+    first = analysis.strong_attacks(run, strong, images, device="cpu")
+    assert sorted(first) == sorted(["ce", "dlr-targeted"])
+    pgd = analysis.under_attack(run, PGDAttack(**experiments.attack_settings("smoke")["default"]), images, "cpu")
+    worst = analysis.robust_to_all([pgd, *first.values()])
+    assert worst.shape == (images,) and worst.sum() <= analysis.correct(pgd["per_image"], top="adv_top5").sum()
+    for result in first.values():
+        assert result["num_images"] == images and result["clean_acc1"] == pgd["clean_acc1"]
+    fewer = analysis.under_attack(run, PGDAttack(**experiments.attack_settings("smoke")["default"]), images - 4)
+    with pytest.raises(ValueError, match="same images"):
+        analysis.robust_to_all([pgd, fewer])
+    no_model(monkeypatch, run)
+    again = analysis.strong_attacks(run, strong, images)
+    assert all(np.array_equal(again[k]["per_image"]["adv_rank"], first[k]["per_image"]["adv_rank"]) for k in first)

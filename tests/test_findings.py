@@ -92,3 +92,59 @@ def test_reference_cells_quote_the_reference_clean_or_attacked():
         "reference\nepochs": None, "reference\ntop-1 (%)": 35.53, "reference\ntop-5 (%)": 63.75}
     assert list(findings.reference_cells("simplenet", attacked=True, epochs=False)) == [
         "reference\ntop-1 (%)", "reference\ntop-5 (%)"]
+
+
+def test_over_seeds_a_difference_needs_every_seed_significant_in_one_direction():
+    every_seed = [pair(20, 2), pair(25, 3), pair(18, 1)]
+    assert findings.seed_direction(every_seed) == 1
+    assert findings.seed_direction([pair(2, 20), pair(1, 25)]) == -1
+    one_unclear = [pair(20, 2), pair(5, 1), pair(18, 1)]  # seed 2: McNemar p = 0.219
+    assert findings.seed_direction(one_unclear) == 0
+    assert findings.seed_direction([pair(20, 2), pair(2, 20)]) == 0  # significant both ways: no direction
+    better = findings.judge_better(one_unclear, "ImprovedNet", "SimpleNet", "x")
+    assert better["verdict"] == NOT_REPRODUCED
+    assert "significant in 2 of 3 seeds, so no difference is called" in better["evidence"]
+    assert findings.judge_better(every_seed, "ImprovedNet", "SimpleNet", "x")["verdict"] == REPRODUCED
+
+
+def test_over_seeds_the_evidence_gives_the_mean_difference_with_its_interval_across_seeds():
+    seeds = [pair(20, 2), pair(26, 2)]  # +18 and +24 points of 112 and 118 images: different n per pair is fine
+    evidence = findings.describe_seeds(seeds, "A", "B")
+    differences = [100 * p["difference"] for p in seeds]
+    spread = stats.across_seeds([p["difference"] for p in seeds])
+    assert spread["mean"] * 100 == np.mean(differences)
+    half = 12.706204736174707 * np.std(differences, ddof=1) / np.sqrt(2)  # Student t, 1 df
+    assert abs(100 * spread["high"] - (np.mean(differences) + half)) < 1e-9
+    assert f"mean {np.mean(differences):+.1f} points" in evidence
+    assert f"[{np.mean(differences) - half:+.1f}, {np.mean(differences) + half:+.1f}]" in evidence
+    assert "A is more accurate in every seed" in evidence
+
+
+def test_one_seed_is_todays_rule_with_the_caveat():
+    assert findings.seed_direction(pair(20, 2)) == findings.seed_direction([pair(20, 2)]) == 1
+    assert findings.describe_seeds([pair(5, 1)], "A", "B") == stats.describe_pair(pair(5, 1), "A", "B")
+    assert "one seed each" in findings.rule_text(1)
+    assert "every seed's exact McNemar test gives p < 0.05" in findings.rule_text(3)
+    assert "2 degrees of freedom" in findings.rule_text(3)
+
+
+def test_seeded_verdicts_of_window_attention_collapse_and_adversarial_training():
+    faster = (0.8, 0.75, 0.85)
+    mixed = [pair(4, 5), pair(20, 2)]  # seed 2 finds a difference, seed 1 does not: no difference is called
+    assert findings.judge_window_attention(vit_costs(faster, 0.9), mixed)["verdict"] == REPRODUCED
+    drop = pair(only_a=20, only_b=0, both=1, neither=79)
+    collapsed, mild = {"num_images": 100, "clean_acc1": 21.0, "adv_acc1": 1.0}, {
+        "num_images": 100, "clean_acc1": 21.0, "adv_acc1": 15.0}
+    assert findings.judge_collapse([collapsed, collapsed], [drop, drop])["verdict"] == REPRODUCED
+    both = findings.judge_collapse([collapsed, mild], [drop, pair(6, 0, both=15, neither=79)])
+    assert both["verdict"] == NOT_REPRODUCED and "Seed 2: " in both["evidence"]
+    verdict = findings.judge_adversarial_training([pair(30, 2), pair(28, 1)], [pair(2, 30), pair(3, 4)],
+                                                  attack="the worst case of every attack")
+    assert verdict["verdict"] == NOT_REPRODUCED and verdict["evidence"].startswith("Under the worst case")
+
+
+def test_pgd_overstatement_is_said_only_when_every_seed_shows_it():
+    overstated = findings.pgd_overstatement([pair(15, 0), pair(12, 0)], "AdvSimpleNet")
+    assert overstated.startswith("PGD-10 overstated AdvSimpleNet's robustness")
+    kept = findings.pgd_overstatement([pair(15, 0), pair(2, 0)], "AdvSimpleNet")
+    assert kept.startswith("The strongest attack did not lower AdvSimpleNet's top-1 significantly")

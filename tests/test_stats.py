@@ -97,3 +97,17 @@ def test_describe_and_verdicts():
 def test_count_recovers_the_images_behind_a_logged_percentage():
     for k, n in ((0, 5952), (1, 3), (397, 5952), (5952, 5952)):
         assert stats.count(100 * k / n, n) == k
+
+
+def test_across_seeds_gives_mean_sd_range_and_a_t_interval():
+    spread = stats.across_seeds([0.20, 0.24, 0.25])
+    assert spread["n"] == 3 and spread["mean"] == pytest.approx(0.23)
+    assert spread["sd"] == pytest.approx(np.std([0.20, 0.24, 0.25], ddof=1))
+    half = 4.302652729911275 * spread["sd"] / np.sqrt(3)  # Student t, 2 degrees of freedom, 97.5%
+    assert (spread["low"], spread["high"]) == pytest.approx((0.23 - half, 0.23 + half))
+    assert (spread["min"], spread["max"]) == (0.20, 0.25)
+    assert stats.seeds_cell(spread) == "23.0 (sd 2.6; 20.0-25.0)"
+    one = stats.across_seeds([0.3])
+    assert one["mean"] == 0.3 and np.isnan(one["low"]) and stats.seeds_cell(one) == "30.0"
+    with pytest.raises(ValueError, match="non-empty 1-d"):
+        stats.across_seeds([])

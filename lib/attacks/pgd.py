@@ -121,6 +121,11 @@ class PGDAttack:
         scale = sum(std) / len(std)
         return cls(num_steps, step_size * scale, epsilon * scale, **kwargs)
 
+    def settings(self):
+        """The plain settings that determine the attack's result (pixel units; a cache key)."""
+        return {"num_steps": self.num_steps, "step_size": self.step_size, "epsilon": self.epsilon,
+                "targeted": self.targeted, "random_start": self.random_start}
+
     def __repr__(self):
         return (f"PGDAttack(num_steps={self.num_steps}, step_size={self.step_size * 255:.3g}/255, "
                 f"epsilon={self.epsilon * 255:.3g}/255, targeted={self.targeted!r}, "

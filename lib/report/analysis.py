@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib import attacks, data, study
+from lib.attacks.apgd import LOSSES
 from lib.core.devices import precision_context, resolve_device
 from lib.models import vit
 from lib.report.cache import cached
@@ -27,6 +28,9 @@ from lib.training.metrics import label_rank
 # spaced): they run many attacks, and their shape is the point; the default attack uses every attacked image.
 CURVE_IMAGES = 200
 PRECISION = "fp32"
+# APGD attacks only the images a batch's model gets right, and its cost per step barely grows with their number
+# on a CPU (an 8-image step costs about half a 100-image one): the stronger attacks go through large batches.
+STRONG_BATCH = 500
 
 
 @contextlib.contextmanager
@@ -69,9 +73,8 @@ def correct(result, k=1, top="top5"):
 
 
 def attack_settings(attack):
-    """The plain settings of a PGDAttack (pixel units), as stored in the cache key."""
-    return {"num_steps": attack.num_steps, "step_size": attack.step_size, "epsilon": attack.epsilon,
-            "targeted": attack.targeted, "random_start": attack.random_start}
+    """The plain settings of a PGDAttack or AutoPGD (pixel units), as stored in the cache key."""
+    return attack.settings()
 
 
 def attacked_indices(run, images):
@@ -80,21 +83,23 @@ def attacked_indices(run, images):
     return np.asarray(data.evenly_spaced(_val_size(run), images))
 
 
-def attack_evaluation(run, attack, images=None, steps=None, device="auto", force=False):
+def attack_evaluation(run, attack, images=None, steps=None, device="auto", force=False, batch_size=None):
     """`attacks.evaluate_over_steps` of the run's final model on `images` evenly spaced validation images.
 
-    attack: a PGDAttack; steps: the step counts to measure (default: attack.num_steps only); images: how
-    many validation images (None: all). Returns {k: summary dict with 'per_image' arrays and 'index'}.
+    attack: a PGDAttack or AutoPGD; steps: the step counts to measure (default: attack.num_steps only); images: how
+    many validation images (None: all); batch_size: images per attacked batch (None: the run's val_batch_size).
+    Returns {k: summary dict with 'per_image' arrays and 'index'}.
     """
     steps = sorted(set(steps or [attack.num_steps]))
-    settings = {"attack": attack_settings(attack), "steps": steps, "images": images}
+    settings = {"attack": attack_settings(attack), "steps": steps, "images": images,
+                **({"batch_size": batch_size} if batch_size else {})}  # APGD's random starts depend on the batch
 
     def compute():
         val_set, transform = study.val_data(run.config)
-        loader = attacks.subset_loader(val_set, images, batch_size=run.config["val_batch_size"],
+        loader = attacks.subset_loader(val_set, images, batch_size=batch_size or run.config["val_batch_size"],
                                        within=_val_size(run))
         with _final_model(run, device) as (dev, model):
-            if attack.random_start:
+            if getattr(attack, "random_start", False):  # PGD's random start draws from the global RNG
                 torch.manual_seed(run.config["seed"])
             results = attacks.evaluate_over_steps(model, loader, attack, steps, transform=transform, device=dev)
         return {"index": attacked_indices(run, images), **{str(k): r["per_image"] for k, r in results.items()}}
@@ -104,9 +109,27 @@ def attack_evaluation(run, attack, images=None, steps=None, device="auto", force
             for k in steps}
 
 
-def under_attack(run, attack, images=None, device="auto", force=False):
+def under_attack(run, attack, images=None, device="auto", force=False, batch_size=None):
     """attack_evaluation at the attack's own number of steps: one summary dict with per-image arrays."""
-    return attack_evaluation(run, attack, images, device=device, force=force)[attack.num_steps]
+    return attack_evaluation(run, attack, images, device=device, force=force, batch_size=batch_size)[attack.num_steps]
+
+
+def strong_attacks(run, settings, images=None, device="auto", force=False):
+    """The run's final model under each stronger attack (lib.attacks.apgd: APGD-CE and targeted APGD-DLR) on
+    `images` evenly spaced validation images, in batches of STRONG_BATCH. settings: {num_steps, restarts,
+    target_classes, epsilon} (pixel units; experiments.attack_settings(...)['strong']); the starting points are
+    drawn from the run's seed. Returns {loss: under_attack summary with per-image arrays}, loss in LOSSES."""
+    return {loss: under_attack(run, attacks.AutoPGD(loss, seed=run.config["seed"], **settings), images, device,
+                               force, STRONG_BATCH) for loss in LOSSES}
+
+
+def robust_to_all(results):
+    """Per-image top-1 correctness (bool (n,)) under the worst case of several attacks: an image counts only
+    when the model classifies it correctly under every one. results: under_attack summaries on the same images."""
+    first = results[0]["index"]
+    if any(not np.array_equal(r["index"], first) for r in results):
+        raise ValueError("robust_to_all needs attack results on the same images (the same `images` count)")
+    return np.logical_and.reduce([correct(r["per_image"], top="adv_top5") for r in results])
 
 
 def robustness_curve(run, epsilons, images=None, num_steps=10, device="auto", force=False):

@@ -238,13 +238,13 @@ def export(notebook, stem, formats):
 
 
 def check_request(profile="sample", formats=("pdf", "html"), selected=None, directory=NOTEBOOKS_DIR,
-                  data_dir=None, overrides=None, attack=None, dry_run=False):
+                  data_dir=None, overrides=None, attack=None, dry_run=False, seeds=None):
     """Check a report request before any kernel starts: profile, settings of every experiment (with the
-    overrides, against the data), attack settings, formats and notebook names. Returns the chosen notebooks.
+    overrides, against the data), seeds, attack settings, formats and notebook names. Returns the chosen notebooks.
 
     Raises ConfigError, DataError or ReportError with one line that says what is valid.
     """
-    parameters = Study(profile, str(data_dir or ""), dry_run=dry_run, overrides=overrides or {})
+    parameters = Study(profile, str(data_dir or ""), dry_run=dry_run, overrides=overrides or {}, seeds=seeds)
     for name in study.EXPERIMENTS:
         study.check_data(parameters.config(name))
     study.attack_settings(profile, dry_run, **(attack or {}))
@@ -263,23 +263,24 @@ def check_request(profile="sample", formats=("pdf", "html"), selected=None, dire
 
 def build(profile="sample", data_dir=None, device="auto", force_retrain=False, formats=("pdf", "html"),
           selected=None, results_dir=RESULTS_DIR, progress=True, directory=NOTEBOOKS_DIR, overrides=None,
-          attack=None, dry_run=False):
+          attack=None, dry_run=False, seeds=None):
     """Execute the notebooks of `directory` (all, or those whose names start with one of `selected`) with
     these parameters and export the report; `progress` prints each notebook, run and epoch to stderr.
 
-    overrides: {experiment: {setting: value}}; attack: {epsilon, step_size (/255), steps, images}; dry_run:
+    overrides: {experiment: {setting: value}}; attack: {epsilon, step_size (/255), steps, images}; seeds: training
+    seeds per compared experiment (None: the profile's default, lib.study.registry.SEEDS); dry_run:
     capped runs of their own (study.DRY_RUN) and a report named report-dryrun, titled DRY RUN.
     Returns {'notebooks': [...], 'report': [...], 'times': {notebook: (seconds, runs trained, runs re-used)},
     'seconds': wall time}.
     """
     start = time.perf_counter()
-    chosen = check_request(profile, formats, selected, directory, data_dir, overrides, attack, dry_run)
+    chosen = check_request(profile, formats, selected, directory, data_dir, overrides, attack, dry_run, seeds)
     results_dir = Path(results_dir)
     stage = results_dir / f".staging-{time.strftime('%Y%m%d-%H%M%S')}"
     stage.mkdir(parents=True)
     parameters = dict(profile=profile, data_dir=str(data_dir) if data_dir else "", device=device,
                       force_retrain=bool(force_retrain), overrides=overrides or {}, attack=attack or {},
-                      dry_run=bool(dry_run))
+                      dry_run=bool(dry_run), seeds=seeds)
     executed, times = [], {}
     with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
             report_kernel() as kernel:

@@ -4,9 +4,10 @@ testable in this profile; and the reference's numbers (REFERENCE.md), quoted for
 Each `judge_*` function takes computed results (paired comparisons from lib.report.stats, cost measurements from
 lib.report.measurements, attack summaries from lib.report.analysis) and returns a dict: finding (the reference's claim),
 verdict (one of VERDICTS) and evidence (the numbers and the test behind the verdict, one sentence or two).
-A difference in accuracy counts only when its exact McNemar p is below lib.report.stats.SIGNIFICANCE; a cost counts
-as lower or higher when it differs by more than COST_MARGIN, a step time only when it does so in every round of
-the side-by-side measurement.
+Accuracy comparisons take one paired comparison per training seed (seed i of A against seed i of B on the same
+images; a single dict for one seed) and follow `seed_direction`: a difference counts only when every seed's exact
+McNemar p is below lib.report.stats.SIGNIFICANCE with the same model ahead. A cost counts as lower or higher when it
+differs by more than COST_MARGIN, a step time only when it does so in every round of the side-by-side measurement.
 """
 from lib.report import stats
 from lib.training.step_costs import round_ratios
@@ -43,6 +44,55 @@ def reference_cells(name, attacked=False, epochs=True):
 def _verdict(finding, verdict, evidence):
     assert verdict in VERDICTS
     return {"finding": finding, "verdict": verdict, "evidence": evidence}
+
+
+def per_seed(pairs):
+    """The per-seed paired comparisons: `pairs` itself (a list, one per seed), or [pairs] for a single dict."""
+    return [pairs] if isinstance(pairs, dict) else list(pairs)
+
+
+def seed_direction(pairs):
+    """The verdict rule over training seeds: +1 when every seed's paired comparison (A vs B) is significant with A
+    ahead, -1 when every one is with B ahead, 0 when no difference is called. With one seed it is that seed's
+    McNemar test alone."""
+    pairs = per_seed(pairs)
+    for sign in (1, -1):
+        if all(stats.significant(pair) and sign * pair["difference"] > 0 for pair in pairs):
+            return sign
+    return 0
+
+
+def rule_text(seeds):
+    """The verdict rule in words, for the Findings: `seeds` training seeds per compared experiment."""
+    alpha = f"p < {stats.SIGNIFICANCE:g}"
+    if seeds == 1:
+        return ("Each compared model was trained once (one seed), so every verdict compares these trained networks, "
+                "one seed each: it says whether they differ on these images, not whether their recipes would differ "
+                f"again with another seed. A difference in accuracy is called one when the exact McNemar test gives "
+                f"{alpha}.")
+    return (f"Each model behind a comparison was trained with {seeds} seeds (the configured seed, then the next "
+            f"ones), and seed i of one model is compared with seed i of the other on the same images. A difference in "
+            f"accuracy is called one only when every seed's exact McNemar test gives {alpha} with the same model "
+            "ahead; the evidence gives each seed's paired difference and their mean with its 95% t interval across "
+            f"the seeds ({seeds - 1} degree{'s' if seeds > 2 else ''} of freedom) and their range.")
+
+
+def describe_seeds(pairs, name_a, name_b, ahead="more accurate"):
+    """The evidence of a comparison over seeds (see seed_direction): with one seed stats.describe_pair; with several,
+    each seed's difference, their mean with its interval and range across seeds, and the verdict."""
+    pairs = per_seed(pairs)
+    if len(pairs) == 1:
+        return stats.describe_pair(pairs[0], name_a, name_b, ahead=ahead)
+    spread = stats.across_seeds([pair["difference"] for pair in pairs])
+    mean, low, high, least, most = (100 * spread[key] for key in ("mean", "low", "high", "min", "max"))
+    each = "; ".join(f"seed {i + 1}: {stats.difference_phrase(pair)}" for i, pair in enumerate(pairs))
+    direction = seed_direction(pairs)
+    significant = sum(stats.significant(pair) for pair in pairs)
+    verdict = (f"{name_a if direction > 0 else name_b} is {ahead} in every seed." if direction else
+               f"significant in {significant} of {len(pairs)} seeds, so no difference is called.")
+    return (f"{name_a} minus {name_b} over {len(pairs)} training seeds, each pair on the same {pairs[0]['n']:,} "
+            f"images ({each}): mean {mean:+.1f} points, 95% interval across seeds [{low:+.1f}, {high:+.1f}], "
+            f"from {least:+.1f} to {most:+.1f}; {verdict}")
 
 
 def ratio_word(ratio):
@@ -82,74 +132,92 @@ def judge_custom_conv(costs):
                     REPRODUCED if slower and bigger else NOT_REPRODUCED, evidence)
 
 
-def judge_better(pair, name_a, name_b, finding):
-    """'A is more accurate than B', from a paired comparison (lib.report.stats.paired_difference of A vs B)."""
-    verdict = REPRODUCED if stats.significant(pair) and pair["difference"] > 0 else NOT_REPRODUCED
-    return _verdict(finding, verdict, stats.describe_pair(pair, name_a, name_b))
+def judge_better(pairs, name_a, name_b, finding):
+    """'A is more accurate than B', from paired comparisons of A vs B, one per seed (see seed_direction)."""
+    verdict = REPRODUCED if seed_direction(pairs) > 0 else NOT_REPRODUCED
+    return _verdict(finding, verdict, describe_seeds(pairs, name_a, name_b))
 
 
 def judge_resnet_best(pairs, pretrained):
-    """'Pretrained ResNet-18 is the most accurate CNN.' pairs: {other model name: paired_difference(ResNet-18,
-    other)}; pretrained: whether the run started from ImageNet weights (untestable without them)."""
+    """'Pretrained ResNet-18 is the most accurate CNN.' pairs: {other model name: paired comparisons of
+    ResNet-18 vs that model, one per seed}; pretrained: whether the run started from ImageNet weights (untestable
+    without them)."""
     finding = "ImageNet-pretrained ResNet-18 is the most accurate model."
-    evidence = " ".join(stats.describe_pair(pair, "ResNet-18", name) for name, pair in pairs.items())
+    evidence = " ".join(describe_seeds(pair, "ResNet-18", name) for name, pair in pairs.items())
     if not pretrained:
         return _verdict(finding, NOT_TESTABLE, "No ImageNet weights were available (offline), so ResNet-18 was "
                         "trained from random initialisation; the claim is about the pretrained model. For the record: "
                         + evidence)
-    best = all(stats.significant(pair) and pair["difference"] > 0 for pair in pairs.values())
+    best = all(seed_direction(pair) > 0 for pair in pairs.values())
     return _verdict(finding, REPRODUCED if best else NOT_REPRODUCED, evidence)
 
 
-def judge_window_attention(costs, pair):
+def judge_window_attention(costs, pairs):
     """'Window attention saves compute at similar accuracy.'
 
     costs: lib.report.measurements.vit_costs (window / global: attention_flops, round_seconds, peak_memory_mb);
-    pair: paired_difference(window, global) on the validation images. Compute is saved when attention FLOPs
-    are lower by more than COST_MARGIN, and the step time (in every round) or the peak memory too; accuracy is
-    similar when the McNemar test finds no difference (p >= SIGNIFICANCE; the interval says how close that is).
+    pairs: paired_difference(window, global) on the validation images, one per seed. Compute is saved when
+    attention FLOPs are lower by more than COST_MARGIN, and the step time (in every round) or the peak memory
+    too; accuracy is similar when seed_direction calls no difference (the intervals say how close that is).
     """
     ratio = {key: costs["window"][key] / costs["global"][key] for key in ("attention_flops", "peak_memory_mb")}
     times = round_ratios(costs["window"], costs["global"])
     fewer_flops = ratio["attention_flops"] < 1 - COST_MARGIN
     measured = time_word(times) == "lower" or ratio["peak_memory_mb"] < 1 - COST_MARGIN
-    similar = not stats.significant(pair)
+    similar = seed_direction(pairs) == 0
     evidence = (f"Window attention needs {ratio['attention_flops']:.0%} of the attention FLOPs; a measured training "
                 f"step took {ratio_phrase(times)} the time and {ratio['peak_memory_mb']:.2f}x the peak "
                 f"memory of the all-global model (batch {costs['batch']} at {costs['image_size']} px). Accuracy, "
-                + stats.describe_pair(pair, "window", "global"))
+                + describe_seeds(pairs, "window", "global"))
     verdict = REPRODUCED if fewer_flops and measured and similar else NOT_REPRODUCED
     return _verdict("Window attention saves compute (fewer attention FLOPs and a faster or leaner measured step) "
                     "at similar accuracy.", verdict, evidence)
 
 
-def judge_collapse(result, clean_vs_attacked):
-    """'The targeted PGD attack collapses SimpleNet's accuracy.' result: SimpleNet's under-attack summary
-    (clean_acc1, adv_acc1, num_images); clean_vs_attacked: paired_difference(clean, attacked correctness).
-    Collapse: the attacked top-1 is at most COLLAPSE x the clean top-1 and the drop is significant.
+def judge_collapse(results, clean_vs_attacked):
+    """'The targeted PGD attack collapses SimpleNet's accuracy.' results: SimpleNet's under-attack summaries
+    (clean_acc1, adv_acc1, num_images), one per seed (a single dict: one seed); clean_vs_attacked: the paired
+    comparisons of clean vs attacked correctness, one per seed. Collapse: in every seed the attacked top-1 is at most
+    COLLAPSE x the clean top-1 and the drop is significant.
     """
-    n, clean, attacked = result["num_images"], result["clean_acc1"], result["adv_acc1"]
+    results, pairs = per_seed(results), per_seed(clean_vs_attacked)
     finding = "The targeted PGD attack collapses SimpleNet's top-1 accuracy."
-    evidence = (f"Top-1 {stats.describe(stats.count(clean, n), n)} without and "
-                f"{stats.describe(stats.count(attacked, n), n)} under the attack; "
-                + stats.describe_pair(clean_vs_attacked, "clean", "attacked"))
-    if clean_vs_attacked["b"] + clean_vs_attacked["c"] == 0 and clean == 0:
+    evidence = " ".join((f"Seed {i + 1}: " if len(pairs) > 1 else "") + _collapse_evidence(result, pair)
+                        for i, (result, pair) in enumerate(zip(results, pairs)))
+    if all(pair["b"] + pair["c"] == 0 and result["clean_acc1"] == 0 for result, pair in zip(results, pairs)):
         return _verdict(finding, NOT_TESTABLE, "SimpleNet classifies none of the attacked images correctly "
                         "without attack, so there is nothing to collapse. " + evidence)
-    collapsed = attacked <= COLLAPSE * clean and stats.significant(clean_vs_attacked)
+    collapsed = all(result["adv_acc1"] <= COLLAPSE * result["clean_acc1"] and stats.significant(pair)
+                    for result, pair in zip(results, pairs))
     return _verdict(finding, REPRODUCED if collapsed else NOT_REPRODUCED, evidence)
 
 
-def judge_adversarial_training(attacked_pair, clean_pair):
+def _collapse_evidence(result, pair):
+    n = result["num_images"]
+    return (f"Top-1 {stats.describe(stats.count(result['clean_acc1'], n), n)} without and "
+            f"{stats.describe(stats.count(result['adv_acc1'], n), n)} under the attack; "
+            + stats.describe_pair(pair, "clean", "attacked"))
+
+
+def judge_adversarial_training(attacked_pairs, clean_pairs, attack="the attack"):
     """'Adversarial training keeps accuracy under attack at a cost in clean accuracy.'
 
-    attacked_pair: paired_difference(AdvSimpleNet, SimpleNet) of top-1 correctness under the attack;
-    clean_pair: the same without attack. Reproduced when AdvSimpleNet is significantly more accurate under
-    attack and significantly less accurate clean.
+    attacked_pairs: paired_difference(AdvSimpleNet, SimpleNet) of top-1 correctness under `attack` (named in the
+    evidence: the strongest attack evaluated), one per seed; clean_pairs: the same without attack. Reproduced when
+    seed_direction finds AdvSimpleNet more accurate under attack and less accurate clean.
     """
-    robust = stats.significant(attacked_pair) and attacked_pair["difference"] > 0
-    costly = stats.significant(clean_pair) and clean_pair["difference"] < 0
-    evidence = ("Under attack, " + stats.describe_pair(attacked_pair, "AdvSimpleNet", "SimpleNet")
-                + " Without attack, " + stats.describe_pair(clean_pair, "AdvSimpleNet", "SimpleNet"))
+    robust, costly = seed_direction(attacked_pairs) > 0, seed_direction(clean_pairs) < 0
+    evidence = (f"Under {attack}, " + describe_seeds(attacked_pairs, "AdvSimpleNet", "SimpleNet")
+                + " Without attack, " + describe_seeds(clean_pairs, "AdvSimpleNet", "SimpleNet"))
     return _verdict("Adversarial training keeps accuracy under attack, at a cost in clean accuracy.",
                     REPRODUCED if robust and costly else NOT_REPRODUCED, evidence)
+
+
+def pgd_overstatement(pairs, model, pgd="PGD-10", strongest="the strongest attack"):
+    """A sentence on whether `pgd` overstated `model`'s robustness. pairs: paired comparisons of top-1 correctness
+    under `pgd` vs under `strongest` (the worst case of every attack evaluated, lib.report.analysis.robust_to_all)
+    on the same images, one per seed: overstated when seed_direction finds the model more accurate under pgd."""
+    evidence = describe_seeds(pairs, f"{model} under {pgd}", f"{model} under {strongest}")
+    if seed_direction(pairs) > 0:
+        return f"{pgd} overstated {model}'s robustness: {evidence}"
+    return f"{strongest.capitalize()} did not lower {model}'s top-1 significantly below {pgd}'s: {evidence}"

@@ -93,6 +93,25 @@ def count(percent, n):
     return round(percent * n / 100)
 
 
+def across_seeds(values):
+    """The spread of one quantity over training seeds (per-seed values, e.g. accuracies or paired differences as
+    proportions): dict n, mean, sd (sample standard deviation), min, max, and low / high, the 95% Student t
+    interval of the mean across seeds (n - 1 degrees of freedom); sd, low and high are nan for one seed."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"across_seeds needs a non-empty 1-d list of per-seed values, got shape {values.shape}")
+    n, mean = values.size, float(values.mean())
+    if n == 1:
+        sd = low = high = math.nan
+    else:
+        from scipy.stats import t  # imported here: only a study with several seeds needs it
+        sd = float(values.std(ddof=1))
+        half = t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        low, high = mean - half, mean + half
+    return {"n": n, "mean": mean, "sd": sd, "min": float(values.min()), "max": float(values.max()),
+            "low": low, "high": high}
+
+
 # ----------------------------------------------------------------------------- formatting
 
 def describe(k, n, digits=1):
@@ -120,6 +139,16 @@ def comparison_row(pair, name_a, name_b, label=None, digits=1):
             "A - B (points)\n[95% CI]": f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
             "only A / only B\nright": f"{pair['b']} / {pair['c']}", "n": pair["n"], "McNemar\np": format_p(pair["p"]),
             "difference?": "yes" if significant(pair) else "cannot tell"}
+
+
+def seeds_cell(spread, digits=1):
+    """'23.4 (sd 1.2; 22.1-24.6)': the mean of per-seed proportions of `across_seeds` in percent, its standard
+    deviation and range over the seeds; the mean alone for one seed."""
+    mean = f"{100 * spread['mean']:.{digits}f}"
+    if spread["n"] == 1:
+        return mean
+    return (f"{mean} (sd {100 * spread['sd']:.{digits}f}; {100 * spread['min']:.{digits}f}-"
+            f"{100 * spread['max']:.{digits}f})")
 
 
 def format_p(p):

@@ -6,12 +6,13 @@ its cached run.
 """
 from lib.study.registry import (  # noqa: F401 (the package's API)
     OUTPUT_ROOT, RESULTS_DIR, TRAIN_DEFAULTS, PROFILES, DRY_RUN, ADVERSARIAL_TRAINING, ATTACKS,
-    SIMPLENET_SAMPLE, ADV_SAMPLE, CNN_TRAIN, VIT_TRAIN, VIT_SAMPLE, VIT_SMOKE, EXPERIMENTS)
+    SIMPLENET_SAMPLE, ADV_SAMPLE, CNN_TRAIN, VIT_TRAIN, VIT_SAMPLE, VIT_SMOKE, EXPERIMENTS, STRONG_ATTACKS,
+    SEEDS, SEEDED)
 from lib.study.resolve import (  # noqa: F401 (the package's API)
     config, check_data, run_dir, attack_settings)
 from lib.study.runs import (  # noqa: F401 (the package's API)
     datasets, val_data, input_hook, Run, run)
 from lib.study.parameters import (  # noqa: F401 (the package's API)
-    Study, changed_settings, describe_settings)
+    Study, check_seeds, changed_settings, describe_settings)
 from lib.core.errors import ConfigError, check_name  # noqa: F401
 from lib.models.build import build_model  # noqa: F401

@@ -59,6 +59,24 @@ ATTACKS = dict(
 )
 
 
+# The stronger attacks beside the reference's PGD (torchattacks' implementations of AutoAttack's components,
+# Croce & Hein 2020), at the default attack's epsilon: untargeted APGD on the cross-entropy, and targeted APGD on
+# the DLR loss, aimed in turn at each of the `target_classes` classes scored highest after the label. steps and
+# restarts per profile: the full profile's are AutoAttack's standard (100 steps, one restart, 9 targets); the
+# sample's fit the CPU report's budget (timed in benchmarks/attacks.py). images: val images attacked per profile
+# (evenly spaced; None: all).
+STRONG_ATTACKS = dict(
+    steps=dict(smoke=5, sample=25, full=100), restarts=dict(smoke=1, sample=1, full=1), target_classes=9,
+    images=dict(smoke=16, sample=500, full=None),
+)
+
+
+# Training seeds per experiment behind a comparative finding (SEEDED): seed, seed + 1, ... each a run of its own.
+# A profile's default number; the `seeds` parameter of a study changes it.
+SEEDS = dict(smoke=1, sample=1, full=3)
+SEEDED = ("simplenet", "improvednet", "resnet18", "vit", "vit_global", "advsimplenet")
+
+
 # SimpleNet has no BatchNorm: at lr 0.1 it stays near chance for the sample's first epochs, 0.05 learns at once.
 SIMPLENET_SAMPLE = dict(epochs=8, lr=0.05)
 

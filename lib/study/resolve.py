@@ -16,7 +16,8 @@ from pathlib import Path
 from lib import data
 from lib.attacks.pgd import PIXEL_PER_NORMALIZED
 from lib.core.errors import ConfigError, check_name
-from lib.study.registry import ATTACKS, DRY_RUN, EXPERIMENTS, PROFILES, RESULTS_DIR, TRAIN_DEFAULTS
+from lib.study.registry import (ATTACKS, DRY_RUN, EXPERIMENTS, PROFILES, RESULTS_DIR, STRONG_ATTACKS,
+                                TRAIN_DEFAULTS)
 from lib.study.settings import check_attack, check_training
 
 
@@ -104,7 +105,9 @@ def attack_settings(profile="sample", dry_run=False, **overrides):
     overrides: epsilon and step_size in /255, steps (PGD iterations), images (None: the whole val set).
     step_size defaults to epsilon / steps, as in the harness's default (0.01 = 0.1 / 10 steps). Returns
     {'default': {num_steps, step_size, epsilon} for PGDAttack(**...), 'epsilons': tuple, 'grid_steps',
-    'grid_scales', 'images': int or None}; a dry run attacks at most DRY_RUN['attack_images'] images.
+    'grid_scales', 'images': int or None, 'strong': {num_steps, restarts, target_classes, epsilon} for
+    lib.attacks.AutoPGD(loss, **...) (STRONG_ATTACKS at the default's epsilon), 'strong_images': int or None, at most 'images'};
+    a dry run attacks at most DRY_RUN['attack_images'] images.
     """
     check_name("profile", profile, PROFILES)
     check_attack(overrides)
@@ -113,7 +116,13 @@ def attack_settings(profile="sample", dry_run=False, **overrides):
     steps = overrides.get("steps", harness["num_steps"])
     step_size = overrides["step_size"] / 255 if "step_size" in overrides else epsilon / steps
     images = overrides.get("images", ATTACKS["images"][profile])
+    capped = [n for n in (STRONG_ATTACKS["images"][profile], images) if n is not None]
+    strong_images = min(capped) if capped else None  # never more images than the default attack's
     if dry_run:
-        images = min(images or DRY_RUN["attack_images"], DRY_RUN["attack_images"])
+        images, strong_images = (min(n or DRY_RUN["attack_images"], DRY_RUN["attack_images"])
+                                 for n in (images, strong_images))
+    strong = dict(num_steps=STRONG_ATTACKS["steps"][profile], restarts=STRONG_ATTACKS["restarts"][profile],
+                  target_classes=STRONG_ATTACKS["target_classes"], epsilon=epsilon)
     return dict(default=dict(num_steps=steps, step_size=step_size, epsilon=epsilon), epsilons=ATTACKS["epsilons"],
-                grid_steps=ATTACKS["grid_steps"], grid_scales=ATTACKS["grid_scales"], images=images)
+                grid_steps=ATTACKS["grid_steps"], grid_scales=ATTACKS["grid_scales"], images=images,
+                strong=strong, strong_images=strong_images)
