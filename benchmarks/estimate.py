@@ -4,7 +4,9 @@ Work: the project's FLOP counter (lib.training.step_costs) counts, per image at 
 forward pass F, a training step (forward and backward: about 2.8-2.9 F) and an attack step (forward and the
 input's gradient, weights frozen: about 2 F). A run trains epochs x the full split's whole batches, each image
 also attacked num_steps times in adversarial training, and validates the validation split after every epoch.
-The notebooks' attacks (ATTACKED) evaluate the trained SimpleNet and AdvSimpleNet in IEEE fp32.
+An experiment behind a comparative finding (experiments.SEEDED) trains experiments.SEEDS['full'] runs, one per
+seed. The notebooks' attacks (ATTACKED) evaluate the trained SimpleNet and AdvSimpleNet in IEEE fp32: the
+default PGD and the stronger APGD attacks every seed's run, the curves and the grid the first seed's.
 
 Time: work / throughput, plus fixed costs per epoch and per run, and the one-off decode of the data set. The
 throughputs are ASSUMED (bf16 training, IEEE fp32 attacks) until a GPU check has measured them:
@@ -45,16 +47,28 @@ DECODE_SECONDS = (30, 60, 180)
 
 
 # The attacks of notebooks 03 and 04 per attacked experiment (lib.study.ATTACKS, full profile: every validation
-# image for the default attack, CURVE_IMAGES for the robustness curve and the steps x epsilon grid).
-ATTACKED = {"simplenet": ("default", "curve", "grid"), "advsimplenet": ("default", "curve")}
+# image for the default attack, CURVE_IMAGES for the robustness curve and the steps x epsilon grid;
+# lib.study.STRONG_ATTACKS for APGD-CE and APGD-T). PER_SEED: the attacks that evaluate every seed's run.
+ATTACKED = {"simplenet": ("default", "strong", "curve", "grid"), "advsimplenet": ("default", "strong", "curve")}
+PER_SEED = ("default", "strong")
 
 
 def attack_steps():
-    """{attack: image-steps} of the notebooks' attacks (an image attacked k steps counts k)."""
+    """{attack: image-steps} of the notebooks' attacks on one run (an image attacked k steps counts k). APGD
+    attacks only the images the model gets right, each target class of APGD-T only those still classified
+    correctly: 'strong' counts every image in every run of both, an upper bound."""
     harness, images = experiments.ATTACKS["default"], experiments.ATTACKS["images"]["full"] or FULL_IMAGES["val"]
     curve = len(experiments.ATTACKS["epsilons"]) * harness["num_steps"] * CURVE_IMAGES
     grid = len(experiments.ATTACKS["grid_scales"]) * max(experiments.ATTACKS["grid_steps"]) * CURVE_IMAGES
-    return {"default": harness["num_steps"] * images, "curve": curve, "grid": grid}
+    apgd = experiments.STRONG_ATTACKS
+    strong = (apgd["steps"]["full"] * apgd["restarts"]["full"] * (1 + apgd["target_classes"])
+              * (apgd["images"]["full"] or FULL_IMAGES["val"]))
+    return {"default": harness["num_steps"] * images, "strong": strong, "curve": curve, "grid": grid}
+
+
+def seeds(name):
+    """The number of runs of experiment `name` in the full study: one per training seed when it is SEEDED."""
+    return experiments.SEEDS["full"] if name in experiments.SEEDED else 1
 
 
 def per_image_flops(cfg):
@@ -67,17 +81,18 @@ def per_image_flops(cfg):
 
 @functools.lru_cache(maxsize=None)
 def work(name):
-    """The FLOPs of experiment `name`'s full run ('train': training steps, PGD crafting and per-epoch validation)
-    and of the notebooks' attacks on it ('attack'), with the per-image counts."""
+    """The FLOPs of experiment `name`'s full runs, every seed's ('train': training steps, PGD crafting and
+    per-epoch validation) and of the notebooks' attacks on them ('attack'), with the per-image counts."""
     cfg = experiments.config(name, "full")
     flops = per_image_flops(cfg)
     trained = cfg["epochs"] * (FULL_IMAGES["train"] // cfg["batch_size"]) * cfg["batch_size"]
     pgd = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
     train = trained * (flops["train_step"] + pgd * flops["attack_step"]) + cfg["epochs"] * FULL_IMAGES["val"] * \
         flops["forward"]
-    steps = attack_steps()
-    attacked = sum(steps[kind] for kind in ATTACKED.get(name, ()))
-    return {"train": train, "attack": attacked * flops["attack_step"], "epochs": cfg["epochs"], **flops}
+    steps, runs = attack_steps(), seeds(name)
+    attacked = sum(steps[kind] * (runs if kind in PER_SEED else 1) for kind in ATTACKED.get(name, ()))
+    return {"train": runs * train, "attack": attacked * flops["attack_step"], "epochs": cfg["epochs"], "seeds": runs,
+            **flops}
 
 
 def rates_of(result):
@@ -99,10 +114,10 @@ def estimate(measured=None):
         counted = work(name)
         train_range = [rates[name] * s for s in MEASURED_SPREAD] if name in rates else ASSUMED_TFLOPS[name]
         minutes = [(counted["train"] / (train * 1e12) + counted["attack"] / (attack * 1e12)
-                    + counted["epochs"] * epoch + run) / 60
+                    + counted["seeds"] * (counted["epochs"] * epoch + run)) / 60
                    for train, attack, epoch, run in zip(reversed(train_range), reversed(attack_range),
                                                         EPOCH_SECONDS, RUN_SECONDS)]
-        out[name] = {"train_pflop": counted["train"] / 1e15, "attack_pflop": counted["attack"] / 1e15,
+        out[name] = {"seeds": counted["seeds"], "train_pflop": counted["train"] / 1e15, "attack_pflop": counted["attack"] / 1e15,
                      "forward_gflop_per_image": counted["forward"] / 1e9,
                      "train_step_forwards": counted["train_step"] / counted["forward"],
                      "attack_step_forwards": counted["attack_step"] / counted["forward"],

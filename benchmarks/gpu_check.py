@@ -131,7 +131,7 @@ def report(result):
         "## Input pipeline ceiling (uint8 batches delivered on the device)", markdown(result["pipeline"]),
         "## Sanity: SimpleNet, one epoch on the embedded sample, then the default PGD", markdown([sanity]),
         "## Estimate of the whole study (minutes; this check's measured rates where it measured the full profile)",
-        markdown(estimate_rows, ["experiment", "train_pflop", "attack_pflop", "measured", "minutes_low",
+        markdown(estimate_rows, ["experiment", "seeds", "train_pflop", "attack_pflop", "measured", "minutes_low",
                                  "minutes_likely", "minutes_high"])])
 
 
