@@ -28,3 +28,26 @@ def test_adversarial_examples_leave_room_for_their_wrapped_captions(tmp_path, mo
         for left, right in zip(row, row[1:]):
             assert left.x1 <= right.x0, "neighbouring captions overlap"
     assert (tmp_path / "examples.png").exists()
+
+
+class FakeRun:
+    """What the curves read of a run: its step log and per-epoch history."""
+
+    def __init__(self, shift):
+        import pandas as pd
+        self.steps = pd.DataFrame({"step": [1, 2, 3], "lr": [0.1, 0.05, 0.0], "loss": [4.6 - shift, 4.0, 3.5]})
+        self.history = pd.DataFrame({"epoch": [1, 2], "val_acc1": [5 + shift, 9], "train_acc1": [4, 8 + shift],
+                                     "train_clean_acc1": [6, 10]})
+
+
+def test_curves_draw_every_seed_with_one_legend_entry_per_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "FIGURES_DIR", tmp_path)
+    fig = plots.curves({"SimpleNet": [FakeRun(0), FakeRun(1), FakeRun(2)], "ImprovedNet": FakeRun(3)}, "seeds")
+    ax_lr, ax_loss, ax_acc = fig.axes[:3]
+    assert len(ax_loss.lines) == 4 and len(ax_acc.lines) == 8  # 3 seeds + 1 run; val and train each
+    labels = [line.get_label() for line in ax_acc.lines if not line.get_label().startswith("_")]
+    assert labels == ["SimpleNet (3 seeds), val", "SimpleNet (3 seeds), train", "ImprovedNet, val", "ImprovedNet, train"]
+    assert {line.get_color() for line in ax_loss.lines[:3]} == {"C0"} and ax_loss.lines[3].get_color() == "C1"
+    fig = plots.adversarial_training_curves([FakeRun(0), FakeRun(1)], [FakeRun(2), FakeRun(3)], "adv_seeds")
+    assert len(fig.axes[0].lines) == 4 and len(fig.axes[1].lines) == 10
+    assert (tmp_path / "seeds.png").exists() and (tmp_path / "adv_seeds.png").exists()

@@ -109,6 +109,7 @@ def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys
     (["--set", "simplenett.epochs=3"], "error: unknown experiment 'simplenett'"),
     (["--set", "attack.eps=8"], "error: unknown attack setting(s) eps; valid: epsilon (pixels /255)"),
     (["--data-dir", "/nonexistent"], "error: /nonexistent/train.txt not found"),
+    (["--seeds", "0"], "error: seeds must be an integer >= 1 (training seeds per compared experiment)"),
 ])
 def test_report_checks_its_request_before_any_kernel(tmp_path, monkeypatch, capsys, argv, message):
     started = []

@@ -66,15 +66,20 @@ def _finish(fig, name):
 def curves(runs, name):
     """Learning rate and training loss per logged step, and train (dashed) / val (solid) top-1 per epoch.
 
-    runs: {label: lib.study.Run}. Returns the figure (saved as figures/<name>.png).
+    runs: {label: lib.study.Run, or a list of them, one per training seed: every seed is drawn, in the label's
+    colour, the first one marked}. Returns the figure (saved as figures/<name>.png).
     """
     fig, (ax_lr, ax_loss, ax_acc, ax_legend) = panels(4)
-    for label, run in runs.items():
-        steps, hist = run.steps, run.history
-        ax_lr.plot(steps["step"], steps["lr"], label=label)
-        ax_loss.plot(steps["step"], steps["loss"], label=label, alpha=0.8)
-        line, = ax_acc.plot(hist["epoch"], hist["val_acc1"], marker="o", label=f"{label}, val")
-        ax_acc.plot(hist["epoch"], hist["train_acc1"], ls="--", color=line.get_color(), label=f"{label}, train")
+    for index, (label, group) in enumerate(runs.items()):
+        for seed, run in enumerate(_seeds(group)):
+            steps, hist = run.steps, run.history
+            style = dict(color=f"C{index}", alpha=0.8 if seed == 0 else 0.45)
+            ax_lr.plot(steps["step"], steps["lr"], label=_legend(seed, label), **style)
+            ax_loss.plot(steps["step"], steps["loss"], label=_legend(seed, label), **style)
+            ax_acc.plot(hist["epoch"], hist["val_acc1"], marker="o" if seed == 0 else ".",
+                        label=_legend(seed, _seeds_label(label, group) + ", val"), **style)
+            ax_acc.plot(hist["epoch"], hist["train_acc1"], ls="--",
+                        label=_legend(seed, _seeds_label(label, group) + ", train"), **style)
     ax_lr.set(title="learning rate", xlabel="optimizer step")
     ax_loss.set(title="training loss", xlabel="optimizer step")
     ax_acc.set(title="top-1 accuracy (%)", xlabel="epoch")
@@ -82,6 +87,22 @@ def curves(runs, name):
     ax_legend.legend(*ax_acc.get_legend_handles_labels(), loc="center", frameon=False)
     ax_legend.axis("off")
     return _finish(fig, name)
+
+
+def _legend(seed, text):
+    """A line's legend label: `text` for the first seed's line, none for the others (one entry per model)."""
+    return text if seed == 0 else None
+
+
+def _seeds(group):
+    """The runs of a curve entry: a list of runs (one per seed) or a single run."""
+    return list(group) if isinstance(group, (list, tuple)) else [group]
+
+
+def _seeds_label(label, group):
+    """'SimpleNet', or 'SimpleNet (3 seeds)' for several."""
+    count = len(_seeds(group))
+    return label if count == 1 else f"{label} ({count} seeds)"
 
 
 def image_grid(images, titles, name, ncols=6):
@@ -189,17 +210,24 @@ def adversarial_training_curves(plain, adv, name):
     """Training loss per logged step of SimpleNet and AdvSimpleNet, and their top-1 per epoch (AdvSimpleNet on
     its adversarial training batches, on the same batches clean, and on the clean validation set).
 
-    plain, adv: lib.study.Run of SimpleNet and AdvSimpleNet. Returns the figure.
+    plain, adv: lib.study.Run of SimpleNet and AdvSimpleNet, or lists of them, one per training seed (every seed
+    is drawn, the first one marked). Returns the figure.
     """
     fig, (ax_loss, ax_acc) = panels(2, height=3.2)
-    for label, run in (("SimpleNet", plain), ("AdvSimpleNet", adv)):
-        ax_loss.plot(run.steps["step"], run.steps["loss"], label=label, alpha=0.8)
-    a, p = adv.history, plain.history
-    ax_acc.plot(a["epoch"], a["train_acc1"], marker="o", ls="--", color="C1", label="Adv train (adversarial)")
-    ax_acc.plot(a["epoch"], a["train_clean_acc1"], marker="^", ls=":", color="C1", label="Adv train (clean)")
-    ax_acc.plot(a["epoch"], a["val_acc1"], marker="o", color="C1", label="Adv val (clean)")
-    ax_acc.plot(p["epoch"], p["train_acc1"], marker="o", ls="--", color="C0", label="SimpleNet train")
-    ax_acc.plot(p["epoch"], p["val_acc1"], marker="o", color="C0", label="SimpleNet val")
+    for color, label, group in (("C0", "SimpleNet", plain), ("C1", "AdvSimpleNet", adv)):
+        for seed, run in enumerate(_seeds(group)):
+            ax_loss.plot(run.steps["step"], run.steps["loss"], color=color, alpha=0.8 if seed == 0 else 0.45,
+                         label=_legend(seed, _seeds_label(label, group)))
+    for seed, (a, p) in enumerate(zip((run.history for run in _seeds(adv)), (run.history for run in _seeds(plain)))):
+        style = dict(alpha=0.9 if seed == 0 else 0.45)
+        ax_acc.plot(a["epoch"], a["train_acc1"], marker="o", ls="--", color="C1",
+                    label=_legend(seed, "Adv train (adversarial)"), **style)
+        ax_acc.plot(a["epoch"], a["train_clean_acc1"], marker="^", ls=":", color="C1",
+                    label=_legend(seed, "Adv train (clean)"), **style)
+        ax_acc.plot(a["epoch"], a["val_acc1"], marker="o", color="C1", label=_legend(seed, "Adv val (clean)"), **style)
+        ax_acc.plot(p["epoch"], p["train_acc1"], marker="o", ls="--", color="C0",
+                    label=_legend(seed, "SimpleNet train"), **style)
+        ax_acc.plot(p["epoch"], p["val_acc1"], marker="o", color="C0", label=_legend(seed, "SimpleNet val"), **style)
     ax_loss.set(title="training loss", xlabel="optimizer step")
     ax_acc.set(title="top-1 accuracy (%)", xlabel="epoch", ylim=(0, None))
     ax_acc.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
