@@ -117,7 +117,8 @@ def estimate(measured=None):
                     + counted["seeds"] * (counted["epochs"] * epoch + run)) / 60
                    for train, attack, epoch, run in zip(reversed(train_range), reversed(attack_range),
                                                         EPOCH_SECONDS, RUN_SECONDS)]
-        out[name] = {"seeds": counted["seeds"], "train_pflop": counted["train"] / 1e15, "attack_pflop": counted["attack"] / 1e15,
+        out[name] = {"seeds": counted["seeds"], "train_pflop": counted["train"] / 1e15,
+                     "attack_pflop": counted["attack"] / 1e15,
                      "forward_gflop_per_image": counted["forward"] / 1e9,
                      "train_step_forwards": counted["train_step"] / counted["forward"],
                      "attack_step_forwards": counted["attack_step"] / counted["forward"],

@@ -46,7 +46,8 @@ def test_curves_draw_every_seed_with_one_legend_entry_per_model(tmp_path, monkey
     ax_lr, ax_loss, ax_acc = fig.axes[:3]
     assert len(ax_loss.lines) == 4 and len(ax_acc.lines) == 8  # 3 seeds + 1 run; val and train each
     labels = [line.get_label() for line in ax_acc.lines if not line.get_label().startswith("_")]
-    assert labels == ["SimpleNet (3 seeds), val", "SimpleNet (3 seeds), train", "ImprovedNet, val", "ImprovedNet, train"]
+    assert labels == ["SimpleNet (3 seeds), val", "SimpleNet (3 seeds), train", "ImprovedNet, val",
+                      "ImprovedNet, train"]
     assert {line.get_color() for line in ax_loss.lines[:3]} == {"C0"} and ax_loss.lines[3].get_color() == "C1"
     fig = plots.adversarial_training_curves([FakeRun(0), FakeRun(1)], [FakeRun(2), FakeRun(3)], "adv_seeds")
     assert len(fig.axes[0].lines) == 4 and len(fig.axes[1].lines) == 10

@@ -46,7 +46,8 @@ def evaluate_over_steps(model, loader, attack, steps, transform=None, device=Non
     batches = {k: [] for k in steps}
     num_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     with frozen_eval(model):
-        for images, labels in tqdm(islice(loader, max_batches), total=num_batches, desc=f"{type(attack).__name__} eval", leave=False):
+        for images, labels in tqdm(islice(loader, max_batches), total=num_batches,
+                                   desc=f"{type(attack).__name__} eval", leave=False):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             if transform is not None:
                 images = transform(images)

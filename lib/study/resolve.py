@@ -106,8 +106,8 @@ def attack_settings(profile="sample", dry_run=False, **overrides):
     step_size defaults to epsilon / steps, as in the harness's default (0.01 = 0.1 / 10 steps). Returns
     {'default': {num_steps, step_size, epsilon} for PGDAttack(**...), 'epsilons': tuple, 'grid_steps',
     'grid_scales', 'images': int or None, 'strong': {num_steps, restarts, target_classes, epsilon} for
-    lib.attacks.AutoPGD(loss, **...) (STRONG_ATTACKS at the default's epsilon), 'strong_images': int or None, at most 'images'};
-    a dry run attacks at most DRY_RUN['attack_images'] images.
+    lib.attacks.AutoPGD(loss, **...) (STRONG_ATTACKS at the default's epsilon), 'strong_images': int or None,
+    at most 'images'}; a dry run attacks at most DRY_RUN['attack_images'] images.
     """
     check_name("profile", profile, PROFILES)
     check_attack(overrides)
