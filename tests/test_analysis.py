@@ -124,3 +124,13 @@ def test_strong_attacks_are_cached_and_the_worst_case_is_at_most_pgd(run, monkey
     no_model(monkeypatch, run)
     again = analysis.strong_attacks(run, strong, images)
     assert all(np.array_equal(again[k]["per_image"]["adv_rank"], first[k]["per_image"]["adv_rank"]) for k in first)
+
+
+def test_attack_comparison_puts_pgd_and_apgd_side_by_side_on_the_same_images(run):
+    settings = experiments.attack_settings("smoke", images=12)
+    compared = analysis.attack_comparison(run, settings, device="cpu")
+    assert list(compared) == ["clean", "PGD-10", "APGD-CE", "APGD-T (DLR)", "worst case"]
+    assert all(ok.shape == (12,) for ok in compared.values())
+    assert (compared["worst case"] <= compared["PGD-10"]).all()
+    pgd = analysis.under_attack(run, PGDAttack(**settings["default"]), 12)
+    np.testing.assert_array_equal(compared["PGD-10"], analysis.correct(pgd["per_image"], top="adv_top5"))

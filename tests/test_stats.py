@@ -111,3 +111,12 @@ def test_across_seeds_gives_mean_sd_range_and_a_t_interval():
     assert one["mean"] == 0.3 and np.isnan(one["low"]) and stats.seeds_cell(one) == "30.0"
     with pytest.raises(ValueError, match="non-empty 1-d"):
         stats.across_seeds([])
+
+
+def test_seeds_row_gives_each_seeds_interval_and_the_spread():
+    corrects = [np.array([1] * 20 + [0] * 80, bool), np.array([1] * 30 + [0] * 70, bool)]
+    row = stats.seeds_row("SimpleNet", corrects)
+    assert row["seeds"] == 2 and row["n"] == 100
+    assert row["top-1 of each seed (%)\n[95% CI]"] == (f"{stats.interval_cell(20, 100)}; "
+                                                     f"{stats.interval_cell(30, 100)}")
+    assert row["mean over seeds (%)\n(sd; range)"] == "25.0 (sd 7.1; 20.0-30.0)"

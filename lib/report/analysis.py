@@ -132,6 +132,25 @@ def robust_to_all(results):
     return np.logical_and.reduce([correct(r["per_image"], top="adv_top5") for r in results])
 
 
+def attack_comparison(run, settings, device="auto"):
+    """Per-image top-1 correctness (bool (n,)) of the run's final model on the stronger attacks' images
+    (settings: experiments.attack_settings(...), its 'strong_images'): 'clean', the default PGD as 'PGD-<steps>',
+    each stronger attack by name (APGD-CE, APGD-T (DLR)) and 'worst case' (robust_to_all of them all), in that
+    order. The default attack's cached evaluation on settings['images'] is re-used when it covers these images."""
+    images, default = settings["strong_images"], attacks.PGDAttack(**settings["default"])
+    strong = strong_attacks(run, settings["strong"], images, device)
+    index = next(iter(strong.values()))["index"]
+    pgd = under_attack(run, default, settings["images"], device)
+    if not np.isin(index, pgd["index"]).all():
+        pgd = under_attack(run, default, images, device)
+    rows = np.searchsorted(pgd["index"], index)
+    pgd = {**pgd, "index": index, "per_image": {key: value[rows] for key, value in pgd["per_image"].items()}}
+    named = {f"PGD-{default.num_steps}": pgd, **{attacks.AutoPGD(loss).name: strong[loss] for loss in LOSSES}}
+    return {"clean": correct(pgd["per_image"], top="clean_top5"),
+            **{name: correct(result["per_image"], top="adv_top5") for name, result in named.items()},
+            "worst case": robust_to_all(list(named.values()))}
+
+
 def robustness_curve(run, epsilons, images=None, num_steps=10, device="auto", force=False):
     """Attacks of growing epsilon (pixel units): PGD-`num_steps` with step epsilon / num_steps, targeted at the
     least-likely class, on min(images, CURVE_IMAGES) images. Returns one summary dict per epsilon, with 'epsilon'.

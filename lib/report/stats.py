@@ -151,6 +151,17 @@ def seeds_cell(spread, digits=1):
             f"{100 * spread['max']:.{digits}f})")
 
 
+def seeds_row(label, corrects, digits=1):
+    """A table row of one experiment over its training seeds (corrects: per-image correctness, one bool array per
+    seed, on the same n images): each seed's accuracy with its 95% Wilson interval, and their mean with the spread
+    across seeds (seeds_cell)."""
+    spread = across_seeds([np.mean(_as_bool(ok)) for ok in corrects])
+    return {"experiment": label, "seeds": len(corrects), "n": len(corrects[0]),
+            "top-1 of each seed (%)\n[95% CI]": "; ".join(interval_cell(int(_as_bool(ok).sum()), len(ok), digits)
+                                                         for ok in corrects),
+            "mean over seeds (%)\n(sd; range)": seeds_cell(spread, digits)}
+
+
 def format_p(p):
     """A p value for prose and tables: three significant digits, '< 0.001' below that."""
     return "< 0.001" if p < 0.001 else f"{p:.3g}"
