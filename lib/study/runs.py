@@ -21,6 +21,7 @@ from lib.core.devices import seed_everything, world
 from lib.core.locks import exclusive
 from lib.core.progress import announce
 from lib.models.build import build_model
+from lib.study.registry import EXECUTION_SETTINGS, TRAIN_DEFAULTS
 from lib.study.resolve import _init_source, check_data, config, run_dir
 from lib.training.run_files import load_checkpoint, write_json
 from lib.training.trainer import Trainer
@@ -175,14 +176,19 @@ def _prepare(path, cfg, force):
     write_json(config_file, wanted)
 
 
+def _computation(cfg):
+    """The settings of a configuration that decide what its run computes: every one but the data set's place and
+    fingerprint (compared apart) and EXECUTION_SETTINGS; settings it does not record at their defaults."""
+    settings = {**json.loads(json.dumps(TRAIN_DEFAULTS)), **cfg}
+    return {key: value for key, value in settings.items() if key not in ("data_dir", "dataset", *EXECUTION_SETTINGS)}
+
+
 def _same_computation(stored, wanted, path):
     """Whether the configuration `stored` in run directory `path` computes what `wanted` does: every setting
     and the data set's fingerprint equal, wherever the data set lies. A config.json written before runs
     recorded the fingerprint is compared by its settings, and by the fingerprint of the data set at its old
     place when that place still holds one (else it is taken to be this data set, and a line says so)."""
-    def computation(cfg):
-        return {key: value for key, value in cfg.items() if key not in ("data_dir", "dataset")}
-    if computation(stored) != computation(wanted):
+    if _computation(stored) != _computation(wanted):
         return False
     if "dataset" in stored:
         return stored["dataset"] == wanted["dataset"]
