@@ -427,3 +427,48 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     assert killed.returncode == -signal.SIGKILL and lock.read_text().strip().isdigit()  # it held the lock
     run = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
     assert run.finished
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    return experiments.run("simplenet", "smoke", results_dir=tmp_path_factory.mktemp("whole"), progress=False,
+                           amp="off")  # amp 'auto' times a step to choose: both runs in one precision
+
+
+def truncate(checkpoint):
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+
+
+def not_a_checkpoint(checkpoint):
+    checkpoint.write_text("not a checkpoint\n")
+
+
+def another_model(checkpoint):
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = experiments.build_model(experiments.config("improvednet", "smoke")).state_dict()
+    torch.save(state, checkpoint)
+
+
+@pytest.mark.parametrize("damage", [truncate, not_a_checkpoint, another_model])
+def test_a_damaged_checkpoint_is_named_kept_and_the_run_restarts(whole_run, tmp_path, capfd, damage):
+    """An interrupted run whose checkpoint cannot be read or belongs to another model: one line names it and says
+    what happens, the file is kept aside, and the run trains from scratch to an uninterrupted run's result."""
+    part = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, stop_after=1, amp="off")
+    damage(part.dir / "checkpoint.pth")
+    damaged = (part.dir / "checkpoint.pth").read_bytes()
+    capfd.readouterr()
+    done = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, amp="off")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "cannot resume" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"cannot resume: {part.dir / 'checkpoint.pth'} ")
+    assert "the run restarts from scratch" in lines[0]
+    [aside] = part.dir.glob("damaged-*")
+    assert (aside / "checkpoint.pth").read_bytes() == damaged and (aside / "history.csv").exists()
+    assert done.metrics["val_loss"] == pytest.approx(whole_run.metrics["val_loss"], abs=1e-6)
+    assert done.history["epoch"].tolist() == whole_run.history["epoch"].tolist()
+
+
+def test_a_finished_run_with_damaged_weights_says_how_to_retrain(whole_run, tmp_path):
+    run = experiments.Run(shutil.copytree(whole_run.dir, tmp_path / "run"))
+    truncate(run.dir / "checkpoint.pth")
+    with pytest.raises(experiments.CheckpointError, match="is truncated or not a checkpoint .*force=True"):
+        run.load_model()

@@ -13,3 +13,14 @@ def check_name(kind, name, valid):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message says what to do."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint that cannot be read (truncated, empty, not a checkpoint) or does not fit the run (another
+    model, optimizer or schedule); the message names the file and what is wrong with it."""
+
+
+def first_line(error, limit=160):
+    """The first line of an exception's message (its type's name when it has none), at most `limit` characters."""
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."

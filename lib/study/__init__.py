@@ -14,5 +14,5 @@ from lib.study.runs import (  # noqa: F401 (the package's API)
     datasets, val_data, input_hook, Run, run)
 from lib.study.parameters import (  # noqa: F401 (the package's API)
     Study, check_seeds, changed_settings, describe_settings)
-from lib.core.errors import ConfigError, check_name  # noqa: F401
+from lib.core.errors import CheckpointError, ConfigError, check_name  # noqa: F401
 from lib.models.build import build_model  # noqa: F401

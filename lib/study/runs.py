@@ -19,7 +19,8 @@ import torch.distributed as dist
 from lib import data
 from lib.core.devices import seed_everything, world
 from lib.core.locks import exclusive
-from lib.core.progress import announce
+from lib.core.errors import CheckpointError
+from lib.core.progress import announce, note
 from lib.models.build import build_model
 from lib.study.registry import EXECUTION_SETTINGS, TRAIN_DEFAULTS
 from lib.study.resolve import _init_source, check_data, config, run_dir
@@ -84,7 +85,11 @@ class Run:
         The checkpoint is read into CPU memory; only the model moves to `device`.
         """
         model = build_model(self.config, pretrained=False)
-        state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"))
+        try:
+            state = load_checkpoint(self.dir / ("model_best.pth" if best else "checkpoint.pth"))
+        except CheckpointError as error:
+            raise CheckpointError(f"{error}: the run's weights are damaged; train it again with force=True "
+                                  "(--force, or force_retrain), which keeps this run renamed beside it") from None
         model.load_state_dict(state["model"])
         return model.to(device).eval()
 
@@ -150,14 +155,38 @@ def _train(name, cfg, path, device, progress, stop_after, source_args):
     announce("train", name, path, cfg)
     trainer = Trainer(model, *datasets(cfg), cfg, path, device=device,
                       input_hook=input_hook(cfg), progress=progress, notes=notes)
-    if (path / "checkpoint.pth").exists():
-        trainer.resume(path / "checkpoint.pth")
+    if (path / "checkpoint.pth").exists() and not _resumed(trainer, path):
+        return _train(name, cfg, path, device, progress, stop_after, source_args)  # from scratch
     announce("fit", name, path, cfg)
     trainer.fit(stop_after)
     if dist.is_initialized():
         dist.barrier()
     announce("finished", name, path, cfg)
     return Run(path)
+
+
+def _resumed(trainer, path):
+    """Resume `trainer` from path/checkpoint.pth: True; or, when it cannot be read or does not fit this run,
+    False with what that attempt left (checkpoint, history, steps, best weights, TensorBoard logs) moved into
+    path/damaged-<time>/ and one line saying so, so that the run restarts from scratch."""
+    try:
+        trainer.resume(path / "checkpoint.pth")
+        return True
+    except CheckpointError as error:
+        failure = error
+    if world()[0] == 0:
+        aside = path / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for name in ("checkpoint.pth", "model_best.pth", "history.csv", "steps.csv", "tb"):
+            if (path / name).exists():
+                shutil.move(path / name, aside / name)
+        line = (f"cannot resume: {failure}. It is kept in {aside} with the rest of that attempt; the run "
+                "restarts from scratch (delete that folder once it is not needed)")
+        print(line, file=sys.stderr, flush=True)
+        note(line)
+    if dist.is_initialized():
+        dist.barrier()
+    return False
 
 
 def _prepare(path, cfg, force):

@@ -12,6 +12,7 @@ import time
 import torch
 
 from lib.core import devices
+from lib.core.errors import CheckpointError, first_line
 from lib.data.layout import PROJECT_ROOT
 
 
@@ -41,8 +42,17 @@ def save_checkpoint(path, state):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint written by `fit` into CPU memory (weights_only: tensors and plain data only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Read a checkpoint written by `fit` into CPU memory (weights_only: tensors and plain data only).
+
+    CheckpointError when the file is there but cannot be read as one (truncated, empty, not a checkpoint).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch.load raises RuntimeError, EOFError, KeyError, UnpicklingError, ... here
+        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(error).__name__}: "
+                              f"{first_line(error)})") from error
 
 
 def provenance(cfg, device, processes, amp, amp_bf16_speedup, train_time_s, images_per_s):

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from lib.core import devices
 from lib.core.devices import AMP_CHOICES
-from lib.core.errors import TrainingError
+from lib.core.errors import CheckpointError, TrainingError, first_line
 from lib.training import run_files
 from lib.training.amp import choose_amp
 from lib.training.loaders import build_loaders
@@ -259,9 +259,20 @@ class Trainer:
 
         Each process restores its own random state. A checkpoint written by a different number of
         processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
-        and a warning says so.
+        and a warning says so. CheckpointError when the file cannot be read or does not fit this run (another
+        model, optimizer or schedule); the trainer may then hold part of it and must not be used.
         """
         state = run_files.load_checkpoint(path)
+        try:
+            self._restore(state, path)
+        except torch.OutOfMemoryError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{path} does not fit this run ({type(error).__name__}: "
+                                  f"{first_line(error)})") from error
+
+    def _restore(self, state, path):
+        """Take the model, optimizer, schedule, history and random state of checkpoint `state` (read from `path`)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
