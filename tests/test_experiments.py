@@ -350,7 +350,8 @@ def earlier_version_analysis(run, kind, settings, values):
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     path = run.dir / "analyses" / f"{kind}-{digest}.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"kind": kind, "settings": settings, "values": values, "provenance": {}}))
+    path.write_text(json.dumps({"kind": kind, "settings": settings, "values": values,
+                                "provenance": {"run_finished_at": identity["finished_at"]}}))
     return path
 
 

@@ -107,13 +107,15 @@ def _without_place(tree):
 
 
 def _adopt_earlier(path, run, kind, settings):
-    """Rename an analysis of `run` cached by an earlier version under a hash that covered the data set's place
-    (its record's kind and settings give `path`'s hash now) to `path`, .json and .npz."""
+    """Rename an analysis of this training of `run` cached under an earlier hash (one that covered the data set's
+    place, or a config.json since brought up to date) whose kind and settings give `path`'s hash now to `path`,
+    .json and .npz."""
     for old in path.parent.glob(f"{kind}-*.json"):
         if ".replaced-" in old.name:
             continue
         record = json.loads(old.read_text())
-        if record["kind"] == kind and _digest(run, kind, record["settings"]) == _digest(run, kind, settings):
+        same_run = record["provenance"].get("run_finished_at") == run.metrics["provenance"]["finished_at"]
+        if same_run and record["kind"] == kind and _digest(run, kind, record["settings"]) == path.name[len(kind) + 1:]:
             for suffix in (".npz", ".json"):
                 with contextlib.suppress(FileNotFoundError):  # absent, or just renamed by another process
                     old.with_suffix(suffix).rename(path.with_suffix(suffix))
