@@ -1,5 +1,6 @@
 """The report's prose: templates over computed facts, and the wording that depends on a result."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from lib import data
@@ -25,6 +26,11 @@ def test_render_fills_named_facts_with_their_format():
 def test_render_refuses_expressions_missing_facts_and_none(template, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
         prose.render(template, {"a": 1, "none": None})
+
+
+def test_a_template_wraps_freely_and_keeps_its_paragraphs():
+    text = prose.render("Trained for\n{epochs}. epochs\n\n{n} images.", {"epochs": 1, "n": 2})
+    assert text == "Trained for 1. epochs\n\n2 images."  # '1.' at a line start would be a Markdown list
 
 
 def test_a_rendered_fact_is_not_read_as_a_template():
@@ -62,8 +68,9 @@ def test_over_fitting_is_called_from_the_threshold_on():
 
 
 def test_convergence_is_supported_only_by_a_majority_of_epochs():
-    assert prose.convergence(3, 4) == "supported"
-    assert prose.convergence(2, 4) == "not supported" and prose.convergence(0, 1) == "not supported"
+    assert prose.convergence([5, 6, 7, 8], [1, 2, 3, 9]) == {"epochs": 4, "ahead": 3, "supported": "supported"}
+    assert prose.convergence([5, 6, 7, 8], [1, 2, 7, 9])["supported"] == "not supported"  # 2 of 4: not a majority
+    assert prose.convergence([1.0, 2.0, 3.0], [0.5]) == {"epochs": 1, "ahead": 1, "supported": "supported"}
 
 
 def test_capacity_gap_says_which_model_fits_more():
@@ -114,7 +121,7 @@ def test_epsilon_for_iterations_lists_the_diagonal():
 
 def test_ahead_at_names_the_significant_epsilons_only():
     assert prose.ahead_at([(2, pair(5, 1)), (4, pair(20, 1)), (8, pair(1, 20))], 100) == \
-        "AdvSimpleNet is ahead, with p < 0.05, at epsilon 4 (/255)."
+        f"AdvSimpleNet is ahead, with p < {stats.SIGNIFICANCE:g}, at epsilon 4 (/255)."
     assert prose.ahead_at([(2, pair(5, 1))], 1000) == \
         "At none of these epsilons can this execution tell AdvSimpleNet ahead at this n (1,000 images)."
 
@@ -145,8 +152,9 @@ def test_facts_of_several_models_are_prefixed():
 
 
 class LoggedRun:
-    """A finished run as accuracy_facts reads it: the trainer's logged metrics."""
+    """A finished run as accuracy_facts reads it: the trainer's logged metrics and history."""
     metrics = {"epochs": 3, "train_acc1": 40.0, "train_images": 50, "val_acc1": 30.0}
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_acc1": [10.0, 20.0, 30.0], "val_images": [10, 10, 10]})
 
 
 def test_accuracy_facts_format_the_validation_and_the_logged_training(monkeypatch):
@@ -158,6 +166,7 @@ def test_accuracy_facts_format_the_validation_and_the_logged_training(monkeypatc
     assert facts["top5_cell"] == stats.interval_cell(8, 10)
     assert facts["train"] == stats.describe(20, 50) and facts["train_cell"] == stats.interval_cell(20, 50)
     assert facts["gap"] == 10.0 and facts["epochs"] == 3 and facts["train_images"] == 50
+    assert facts["first"] == stats.describe(1, 10) and facts["first_cell"] == stats.interval_cell(1, 10)
 
 
 def test_attack_facts_format_clean_and_attacked_accuracy_and_success():

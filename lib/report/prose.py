@@ -10,6 +10,7 @@ from pathlib import Path
 import string
 
 from IPython.display import Markdown, display
+import numpy as np
 
 from lib import attacks, data
 from lib.core.devices import PRECISION_NAMES
@@ -21,10 +22,13 @@ IMPERCEPTIBLE_PSNR = 40  # dB: a change above this PSNR is often taken as imperc
 
 
 def render(template, facts):
-    """`template` with every {name} (or {name:spec}) replaced by facts[name], formatted by `spec`.
+    """`template` with every {name} (or {name:spec}) replaced by facts[name], formatted by `spec`. A template's
+    lines are wrapped for reading: within a paragraph (paragraphs are separated by a blank line) each line
+    break becomes a space, so that no value at the start of a line can read as Markdown (a list, a heading).
 
     Raises ValueError for a placeholder that is not a plain name, names a missing fact, or a fact that is None.
     """
+    template = "\n\n".join(" ".join(paragraph.split()) for paragraph in template.split("\n\n"))
     for _, field, _, conversion in string.Formatter().parse(template):
         if field is None:
             continue
@@ -54,15 +58,17 @@ def accuracy_facts(run, device="auto"):
     per-image correctness `correct` (bool (n,)), top1 as a sentence's '7.0% [3.4, 13.7] (n = 100)' and
     top1_cell / top5_cell as a table's '7.0 [3.4, 13.7]' (95% Wilson intervals). From the trainer's log: epochs,
     the last epoch's train top-1 on its augmented batches (train, train_cell; over train_images) and gap, train
-    minus validation top-1 in points."""
+    minus validation top-1 in points; the validation top-1 after the first epoch (first, first_cell)."""
     predictions = analysis.predictions(run, device=device)
     top1, top5 = analysis.correct(predictions), analysis.correct(predictions, k=5)
-    n, logged = len(top1), run.metrics
+    n, logged, epoch1 = len(top1), run.metrics, run.history.iloc[0]
     train = (stats.count(logged["train_acc1"], logged["train_images"]), logged["train_images"])
+    first = (stats.count(epoch1["val_acc1"], epoch1["val_images"]), int(epoch1["val_images"]))
     return dict(n=n, correct=top1, top1=stats.describe(int(top1.sum()), n),
                 top1_cell=stats.interval_cell(int(top1.sum()), n), top5_cell=stats.interval_cell(int(top5.sum()), n),
                 epochs=logged["epochs"], train=stats.describe(*train), train_cell=stats.interval_cell(*train),
-                train_images=logged["train_images"], gap=logged["train_acc1"] - logged["val_acc1"])
+                train_images=logged["train_images"], gap=logged["train_acc1"] - logged["val_acc1"],
+                first=stats.describe(*first), first_cell=stats.interval_cell(*first))
 
 
 def attack_facts(result):
@@ -160,10 +166,13 @@ def capacity_gap(resnet_gap, simplenet_gap):
             "model has yet fitted its training set.")
 
 
-def convergence(ahead, epochs):
-    """Whether the curves support 'the ViT converges more slowly than the CNN': the CNN is ahead in validation
-    top-1 after more than half of the first `epochs` epochs (`ahead` of them)."""
-    return "supported" if ahead > epochs / 2 else "not supported"
+def convergence(faster, slower):
+    """Facts on whether two validation top-1 curves (per epoch) support 'the second converges more slowly':
+    epochs (compared: the shorter run's), ahead (epochs after which the first is higher) and supported
+    ('supported' when that is more than half of them, else 'not supported')."""
+    epochs = min(len(faster), len(slower))
+    ahead = int((np.asarray(faster)[:epochs] > np.asarray(slower)[:epochs]).sum())
+    return dict(epochs=epochs, ahead=ahead, supported="supported" if ahead > epochs / 2 else "not supported")
 
 
 def overfitting(gap):
@@ -217,7 +226,7 @@ def ahead_at(curve_pairs, n):
     over a robustness curve of n images, in a sentence."""
     ahead = [f"{eps:g}" for eps, pair in curve_pairs if stats.significant(pair) and pair["difference"] > 0]
     if ahead:
-        return f"AdvSimpleNet is ahead, with p < 0.05, at epsilon {', '.join(ahead)} (/255)."
+        return f"AdvSimpleNet is ahead, with p < {stats.SIGNIFICANCE:g}, at epsilon {', '.join(ahead)} (/255)."
     return f"At none of these epsilons can this execution tell AdvSimpleNet ahead at this n ({n:,} images)."
 
 
