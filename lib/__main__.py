@@ -6,9 +6,10 @@ notebook failed, or a figure has no image) prints one such line and exits with s
 import argparse
 import json
 import sys
+import traceback
 
 from lib import data, study
-from lib.core.devices import DeviceError, init_distributed, world
+from lib.core.devices import DeviceError, exit_process, in_group, init_distributed, rank_label, world
 from lib.core.progress import time_table
 from lib.report import IncompleteReport, ReportError
 from lib.study import settings
@@ -144,15 +145,26 @@ def parser():
     return p
 
 
+USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError, ValueError)
+
+
 def main(argv=None):
+    """Run a command; returns its exit status: 2 after a user-caused error, printed as one line (with the rank
+    under torchrun); under torchrun also 1 after any other error, its traceback printed (outside torchrun that
+    error propagates)."""
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError,
-            ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"{rank_label()}error: {error}", file=sys.stderr)
         return 1 if isinstance(error, IncompleteReport) else 2
+    except Exception:
+        if not in_group():
+            raise
+        print(f"{rank_label()}failed:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

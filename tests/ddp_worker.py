@@ -5,19 +5,21 @@
 Stages, run in order in the same processes: `whole` trains 3 epochs into OUT/whole and saves each rank's
 first augmentation draw as OUT/draw<rank>.pt; `killed` trains the same run into OUT/split until rank 0 is
 killed (SIGKILL, no clean-up) at its first step of epoch 2, which ends the launch; `resume` continues OUT/split
-to the end; `nan` makes rank 1's loss NaN at its second step. A TrainingError is printed as
-"rank R: error: ..." and ends the process with status 3.
+to the end; `nan` makes rank 1's loss NaN at its second step; `fail` raises an error on rank 1 alone at its
+second step. A TrainingError is printed as "rank R: error: ..." and ends the process with status 3, another
+error as "rank R: failed: ..." with status 1 (lib.core.devices.exit_process, as `python -m lib` does).
 """
 import os
 from pathlib import Path
 import signal
 import sys
+import time
 
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lib.core.devices import init_distributed, world
+from lib.core.devices import exit_process, init_distributed, world
 from lib.core.errors import TrainingError
 from lib.training.trainer import Trainer
 
@@ -63,6 +65,20 @@ def nan_on_rank_1(model, images, labels, calls=[]):
     return (images * float("nan") if poisoned else images), {}
 
 
+def fail_on_rank_1(out):
+    """An input hook that raises on rank 1 at its second step (after writing the time to OUT/failed_at), while
+    rank 0 goes on into the step's gradient all-reduce and waits there for rank 1."""
+    calls = []
+
+    def hook(model, images, labels):
+        calls.append(1)
+        if world()[0] == 1 and len(calls) == 2:
+            (out / "failed_at").write_text(repr(time.time()))
+            raise RuntimeError("an error on rank 1 only")
+        return images, {}
+    return hook
+
+
 def kill_rank_0_in_epoch_2(run):
     """An input hook for `run` that leaves the batches alone until rank 0 starts epoch 2, and kills it there."""
     def hook(model, images, labels):
@@ -90,11 +106,18 @@ def main(out, stages):
             run.fit()
         elif stage == "nan":
             trainer(out / "nan", input_hook=nan_on_rank_1).fit()
+        elif stage == "fail":
+            trainer(out / "fail", input_hook=fail_on_rank_1(out)).fit()
 
 
 if __name__ == "__main__":
     try:
         main(Path(sys.argv[1]), sys.argv[2:])
+        status = 0
     except TrainingError as error:
         print(f"rank {world()[0]}: error: {error}", flush=True)
-        sys.exit(3)
+        status = 3
+    except RuntimeError as error:
+        print(f"rank {world()[0]}: failed: {error}", flush=True)
+        status = 1
+    exit_process(status)

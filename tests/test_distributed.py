@@ -117,6 +117,17 @@ def test_a_nan_loss_on_one_rank_stops_both_promptly(ddp_runs):
     assert not (out / "nan" / "checkpoint.pth").exists()
 
 
+def test_an_error_on_one_rank_ends_the_other_within_seconds(tmp_path):
+    """Rank 1 fails alone while rank 0 waits for it in the gradient all-reduce: rank 1 ends at once
+    (devices.exit_process), and torchrun stops rank 0, instead of gloo's 30-minute wait."""
+    done = torchrun(WORKER, tmp_path, "fail", timeout=300)
+    ended = time.time()
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "rank 1: failed: an error on rank 1 only" in output, output[-3000:]
+    assert ended - float((tmp_path / "failed_at").read_text()) < 30
+    assert not (tmp_path / "fail" / "checkpoint.pth").exists()
+
+
 def test_a_torchrun_run_is_written_once_and_reused_by_a_single_process(tmp_path):
     """`torchrun -m lib train` on gloo: both ranks train, only rank 0 reports and writes the run, which a
     later single-process call finds finished and re-uses."""

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import resource
+import sys
 
 import torch
 import torch.distributed as dist
@@ -73,6 +74,34 @@ def init_distributed(device="auto"):
         else:
             dist.init_process_group("gloo")
     return device
+
+
+def in_group():
+    """Whether this process is one of several in a torch.distributed group (a torchrun job)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_label():
+    """'rank R: ' in a torchrun job of several processes, else '' (a prefix for messages)."""
+    return f"rank {world()[0]}: " if in_group() else ""
+
+
+def exit_process(status):
+    """End this process with exit `status` once its command is done.
+
+    Status 0: the process group is destroyed first (every rank got there, so its clean-up cannot wait for a
+    missing peer). Any other status under torchrun: the process ends at once, without clean-up (os._exit), and
+    torchrun then stops every other rank within seconds; otherwise a rank waiting in a collective for this one
+    would wait for the group's timeout (30 min on gloo, 10 on NCCL), and NCCL's own clean-up can hang while a
+    peer is gone. Output is flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if dist.is_available() and dist.is_initialized():
+        if status and in_group():
+            os._exit(status)
+        dist.destroy_process_group()
+    sys.exit(status)
 
 
 def loader_workers(requested):
