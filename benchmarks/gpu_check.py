@@ -12,7 +12,7 @@ run are of a fixed size that fits theirs. The result records each section's seco
 2. tests: the tests marked `cuda` (pytest -m cuda tests);
 3. conv: the custom convolution and nn.Conv2d against an fp64 reference in IEEE fp32 and bf16 autocast;
 4. experiments: every experiment at the full profile's settings, a warm-up epoch then >= STEPS timed steps:
-   ms/step, images/s, peak memory, achieved TFLOP/s;
+   ms/step, images/s, peak memory, achieved TFLOP/s; on a GPU SimpleNet also compiled (torch.compile);
 5. pipeline: the input pipeline's ceiling (DataLoader and device-resident) on a synthetic split of the full
    training split's size (100,000 images at 144 px, 6.2 GB);
 6. sanity: SimpleNet trained one epoch on the embedded sample at 128 px, the default PGD on 500 validation images.
@@ -36,6 +36,7 @@ from lib.core.devices import resolve_device
 
 BUDGET = {"tests": 150, "conv": 15, "experiments": 120, "pipeline": 60, "sanity": 75}  # seconds: 420 (7 min)
 STEPS = 40  # timed optimizer steps per experiment (after as many warm-up steps)
+COMPILE_SECONDS = 60  # SimpleNet is measured compiled too when this much of the experiments' share is left
 FULL_SPLIT = 100_000  # training images of the full data set
 # --quick: the same sections at the smoke profile's sizes, on a small synthetic split, a share of the time each.
 QUICK = dict(profile="smoke", steps=1, split=1024, workers=2, scale=0.15)
@@ -79,6 +80,12 @@ def measure_experiments(device, profile, steps, share):
         except (RuntimeError, ValueError) as exc:  # out of memory, a missing kernel, ...
             rows.append({"experiment": name, "note": f"failed: {str(exc).splitlines()[0][:100]}"})
         print(", ".join(f"{k} {_cell(v)}" for k, v in rows[-1].items()), flush=True)
+    if device.type == "cuda" and share.left() > COMPILE_SECONDS:  # the data for the `compile` default
+        try:
+            rows.append(gpu_sections.experiment_row("simplenet", profile, device, steps, compile=True))
+        except Exception as exc:  # torch.compile raises its own errors (no compiler, an unsupported op, ...)
+            rows.append({"experiment": "simplenet (compiled)",
+                         "note": f"not measured: torch.compile: {str(exc).splitlines()[0][:100]}"})
     return rows
 
 
@@ -127,7 +134,7 @@ def report(result):
         "## Custom convolution against nn.Conv2d (errors relative to an fp64 reference)", markdown(result["conv"]),
         f"## Training steps ({result['profile']} profile settings, synthetic batches on the device)",
         markdown(result["experiments"], ["experiment", "precision", "batch", "steps", "ms/step", "images/s",
-                                         "peak MiB", "TFLOP/s", "note"]),
+                                         "peak MiB", "TFLOP/s", "warm-up s", "note"]),
         "## Input pipeline ceiling (uint8 batches delivered on the device)", markdown(result["pipeline"]),
         "## Sanity: SimpleNet, one epoch on the embedded sample, then the default PGD", markdown([sanity]),
         "## Estimate of the whole study (minutes; this check's measured rates where it measured the full profile)",

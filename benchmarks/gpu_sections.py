@@ -84,7 +84,8 @@ def conv_agreement(device):
     for precision in PRECISIONS:
         with precision_context(precision, device):
             mine, theirs = _outputs_and_grads(custom, images, grad), _outputs_and_grads(native, images, grad)
-        for tensor, reference, a, b in zip(("output", "grad input", "grad weight", "grad bias"), expected, mine, theirs):
+        names = ("output", "grad input", "grad weight", "grad bias")
+        for tensor, reference, a, b in zip(names, expected, mine, theirs):
             error = [((t.double() - reference).abs().max() / reference.abs().max()).item() for t in (a, b)]
             rows.append({"precision": precision, "tensor": tensor, "custom error": error[0],
                          "nn.Conv2d error": error[1], "ok": error[0] <= CONV_TOLERANCE[precision]})
@@ -99,14 +100,15 @@ def synthetic(count, side, device="cpu", seed=0):
         torch.randint(0, data.NUM_CLASSES, (count,), generator=generator, device=device))
 
 
-def experiment_row(name, profile, device, steps):
+def experiment_row(name, profile, device, steps, compile=False):
     """Experiment `name` at `profile`'s settings on `device` (bf16 autocast on a GPU, as amp='auto' resolves
     there; IEEE fp32 elsewhere): a warm-up epoch, then an epoch of `steps` timed training steps of the trainer
     (augmentation, adversarial crafting, forward, backward, optimizer) on synthetic batches held on the device.
     ms/step, images/s, peak MiB (GPU: the allocator's peak above what the epoch started with; CPU: the process's
-    peak resident memory) and TFLOP/s (step_costs' count of a training step, PGD crafting included)."""
+    peak resident memory), TFLOP/s (step_costs' count of a training step, PGD crafting included) and the warm-up
+    epoch's seconds (torch.compile's start-up, with `compile`)."""
     amp = "bf16" if device.type == "cuda" else "off"
-    cfg = experiments.config(name, profile, amp=amp, data_on_device="on")
+    cfg = experiments.config(name, profile, amp=amp, data_on_device="on", compile=compile)
     batch, size = cfg["batch_size"], cfg["image_size"]
     train_set = synthetic(steps * batch, data.base_size(size), device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,14 +116,15 @@ def experiment_row(name, profile, device, steps):
                           synthetic(cfg["val_batch_size"], data.base_size(size)), data.TrainAugment(size),
                           data.EvalTransform(size), cfg, tmp, device=device, input_hook=experiments.input_hook(cfg),
                           progress=False)
-        trainer.train_epoch()  # warm-up: kernel choice, optimizer state, allocator
+        warm_up = timed(trainer.train_epoch, device)  # kernel choice, optimizer state, allocator, compilation
         held = _memory(device)
         seconds = timed(trainer.train_epoch, device)
         peak = _memory(device, peak=True) - held
     flops = per_image_flops(cfg)
     pgd = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
     rate = steps * batch / seconds
-    return {"experiment": name, "precision": "bf16" if amp == "bf16" else "fp32", "batch": batch, "steps": steps,
+    return {"experiment": name + (" (compiled)" if compile else ""), "precision": "bf16" if amp == "bf16" else "fp32",
+            "batch": batch, "steps": steps, "warm-up s": warm_up,
             "ms/step": 1e3 * seconds / steps, "images/s": rate, "peak MiB": peak,
             "TFLOP/s": rate * (flops["train_step"] + pgd * flops["attack_step"]) / 1e12}
 
@@ -163,7 +166,8 @@ def pipeline_rows(device, count, size, batch, workers, seconds):
     to the device once, batches gathered there), each delivering uint8 batches of `batch` on the device; then the
     training augmentation on those batches (the same on both paths). Each iterates at most seconds / 3."""
     side = data.base_size(size)
-    split = TensorDataset(torch.full((count, 3, side, side), 7, dtype=torch.uint8), torch.zeros(count, dtype=torch.long))
+    split = TensorDataset(torch.full((count, 3, side, side), 7, dtype=torch.uint8),
+                          torch.zeros(count, dtype=torch.long))
     cfg = dict(batch_size=batch, val_batch_size=batch, num_workers=workers)
     rows = []
     for path, on_device in (("DataLoader", "off"), ("device-resident", "on")):

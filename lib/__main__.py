@@ -49,7 +49,8 @@ def cmd_train_all(args):
     gpus = gpu_list(args.gpus or ",".join(map(str, range(torch.cuda.device_count()))), torch.cuda.device_count())
     ended, logs = train_all(args.profile, gpus, args.experiments, args.data_dir, args.results_dir)
     for name, status in ended.items():
-        print(f"  {name:<20} {'finished' if status == 0 else 'not started' if status is None else f'failed ({status})'}")
+        outcome = "finished" if status == 0 else "not started" if status is None else f"failed ({status})"
+        print(f"  {name:<20} {outcome}")
     print(f"logs in {logs}")
     return 0 if all(status == 0 for status in ended.values()) else 1
 

@@ -6,8 +6,10 @@ Stages, run in order in the same processes: `whole` trains 3 epochs into OUT/who
 first augmentation draw as OUT/draw<rank>.pt; `killed` trains the same run into OUT/split until rank 0 is
 killed (SIGKILL, no clean-up) at its first step of epoch 2, which ends the launch; `resume` continues OUT/split
 to the end; `nan` makes rank 1's loss NaN at its second step; `fail` raises an error on rank 1 alone at its
-second step. A TrainingError is printed as "rank R: error: ..." and ends the process with status 3, another
-error as "rank R: failed: ..." with status 1 (lib.core.devices.exit_process, as `python -m lib` does).
+second step; `syncbn` trains a BatchNorm model 2 epochs on CPU kernels standing in for SyncBatchNorm's CUDA
+ones (tests/cpu_syncbn.py) and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
+"rank R: error: ..." and ends the process with status 3, another error as "rank R: failed: ..." with status 1
+(lib.core.devices.exit_process, as `python -m lib` does).
 """
 import os
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+import cpu_syncbn
 from lib.core.devices import exit_process, init_distributed, world
 from lib.core.errors import TrainingError
 from lib.training.trainer import Trainer
@@ -57,6 +60,23 @@ def trainer(run_dir, input_hook=None):
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     return Trainer(model, toy_data(96, 0), toy_data(48, 1), Jitter(), Jitter(), CFG, run_dir, device="cpu",
                    input_hook=input_hook, progress=False)
+
+
+class Scale(nn.Module):
+    """uint8 -> [0, 1], nothing random."""
+
+    def forward(self, x):
+        return x.float() / 255
+
+
+def batchnorm_trainer(run_dir):
+    """A BatchNorm model without randomness in its data, for comparing 2 processes with 1 (2 epochs)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, 6))
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Trainer(model, toy_data(96, 0), toy_data(48, 1), Scale(), Scale(), {**CFG, "epochs": 2}, run_dir,
+                   device="cpu", progress=False)
 
 
 def nan_on_rank_1(model, images, labels, calls=[]):
@@ -106,6 +126,13 @@ def main(out, stages):
             run.fit()
         elif stage == "nan":
             trainer(out / "nan", input_hook=nan_on_rank_1).fit()
+        elif stage == "syncbn":
+            cpu_syncbn.enable()
+            run = batchnorm_trainer(out / "syncbn")
+            run.fit()
+            if rank == 0:
+                torch.save({"state": run.model.state_dict(),
+                            "layers": [type(m).__name__ for m in run.model.modules()]}, out / "syncbn.pt")
         elif stage == "fail":
             trainer(out / "fail", input_hook=fail_on_rank_1(out)).fit()
 

@@ -117,6 +117,25 @@ def test_a_nan_loss_on_one_rank_stops_both_promptly(ddp_runs):
     assert not (out / "nan" / "checkpoint.pth").exists()
 
 
+def test_batchnorm_under_two_processes_is_syncbatchnorm_over_the_global_batch(tmp_path):
+    """2 processes with SyncBatchNorm (PyTorch's, on test-only CPU kernels) train exactly as 1 process on the same
+    global batches: the BatchNorm statistics and the weights do not depend on the number of processes."""
+    done = torchrun(WORKER, tmp_path, "syncbn")
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = torch.load(tmp_path / "syncbn.pt", weights_only=True)
+    assert "SyncBatchNorm" in two["layers"] and "BatchNorm2d" not in two["layers"]
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from ddp_worker import batchnorm_trainer
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    one = batchnorm_trainer(tmp_path / "one")
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in one.model.modules())  # one process: plain
+    one.fit()
+    for key, value in one.model.state_dict().items():
+        assert torch.allclose(two["state"][key].float(), value.float(), atol=1e-5), key
+
+
 def test_an_error_on_one_rank_ends_the_other_within_seconds(tmp_path):
     """Rank 1 fails alone while rank 0 waits for it in the gradient all-reduce: rank 1 ends at once
     (devices.exit_process), and torchrun stops rank 0, instead of gloo's 30-minute wait."""

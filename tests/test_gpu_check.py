@@ -57,7 +57,8 @@ def test_the_estimate_counts_training_pgd_validation_and_the_notebooks_attacks(c
         row, cfg = table[name], experiments.config(name, "full")
         assert 2.7 < row["train_step_forwards"] < 3.0 and 1.9 < row["attack_step_forwards"] < 2.1
         pgd = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
-        per_image = row["forward_gflop_per_image"] * 1e9 * (row["train_step_forwards"] + pgd * row["attack_step_forwards"])
+        forwards = row["train_step_forwards"] + pgd * row["attack_step_forwards"]
+        per_image = row["forward_gflop_per_image"] * 1e9 * forwards
         expected = row["seeds"] * cfg["epochs"] * (99_840 * per_image + 10_000 * row["forward_gflop_per_image"] * 1e9)
         assert row["train_pflop"] * 1e15 == pytest.approx(expected)
     steps = estimate.attack_steps()

@@ -9,6 +9,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
+from lib.attacks.adversarial_training import AdversarialTraining
+from lib.attacks.pgd import PGDAttack
 from lib.core import devices
 from lib.core.errors import TrainingError
 from lib.training import step_costs as stepcost
@@ -164,6 +166,22 @@ def test_a_training_step_waits_for_nothing(tmp_path, with_hook):
             run.train_epoch()
         return counter.count
     assert syncs(6) == syncs(2)  # the epoch's fixed reads (end-of-epoch check, meter) only, none per step
+
+
+@pytest.mark.parametrize("data_on_device", ["off", "on"])
+def test_an_adversarial_training_step_waits_for_nothing(tmp_path, data_on_device):
+    def syncs(steps):
+        run = trainer(tmp_path / str(steps), log_every=1000, train_batches=steps, data_on_device=data_on_device)
+        run.input_hook = AdversarialTraining(PGDAttack(num_steps=2, step_size=0.01, epsilon=0.03, targeted=None))
+        with CountSyncs() as counter:
+            run.train_epoch()
+        return counter.count
+    assert syncs(6) == syncs(2)
+
+
+@pytest.mark.parametrize("choice, path", [("auto", "loader"), ("on", "device"), ("off", "loader")])
+def test_the_training_data_path_is_recorded(tmp_path, choice, path):
+    assert trainer(tmp_path, data_on_device=choice, epochs=1).fit()["provenance"]["train_data"] == path
 
 
 def test_nan_is_caught_at_the_next_log_point(tmp_path):

@@ -17,11 +17,14 @@ RESULTS_DIR = OUTPUT_ROOT / "results"
 
 
 # The original harness (REFERENCE.md): SGD momentum 0.9, lr 0.1, wd 1e-4, 5 warmup epochs, cosine to 0.
+# data_on_device="auto": training batches from the GPU when the split fits there (lib.training.loaders).
+# compile=False: torch.compile's start-up against its speed-up on runs of this size is not measured on a GPU yet
+# (the GPU check measures SimpleNet both ways; docs/gpu.md).
 TRAIN_DEFAULTS = dict(
     epochs=60, batch_size=256, val_batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
     warmup_epochs=5, grad_clip=0.0, label_smoothing=0.0, seed=0, amp="auto", channels_last=False,
     image_size=128, train_images=None, val_images=None, log_every=20, num_workers=0, adversarial=None,
-    init_from=None, train_batches=None, val_batches=None, data_on_device="auto",
+    init_from=None, train_batches=None, val_batches=None, data_on_device="auto", compile=False,
 )
 
 # Settings that choose how a run computes, not what: where batches are gathered and how many loader processes

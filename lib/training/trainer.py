@@ -15,6 +15,7 @@ Launched by ``torchrun --nproc-per-node N -m lib train ...`` the same loop runs 
 DistributedDataParallel: each process on the GPU of its local rank (or the CPU, on gloo), seeded with
 seed + rank, stopping together with the others on a non-finite loss; only rank 0 writes files.
 """
+import importlib.util
 import itertools
 import math
 from pathlib import Path
@@ -32,8 +33,9 @@ from lib.core.devices import AMP_CHOICES
 from lib.core.errors import CheckpointError, TrainingError, first_line
 from lib.training import run_files
 from lib.training.amp import choose_amp
-from lib.training.loaders import build_loaders
+from lib.training.loaders import DeviceBatches, build_loaders
 from lib.training.metrics import Meter, evaluate
+from lib.training.placement import place_model
 
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_loss", "val_acc1",
@@ -46,7 +48,9 @@ class Trainer:
     cfg keys used: epochs, batch_size, optimizer, lr, momentum, weight_decay, warmup_epochs, grad_clip,
     label_smoothing, seed, amp ('auto' | 'bf16' | 'off'), channels_last, log_every, num_workers, val_batch_size,
     and optionally train_batches / val_batches (at most that many optimizer steps per epoch / batches per
-    evaluation; None or absent: no cap).
+    evaluation; None or absent: no cap), data_on_device ('auto' | 'on' | 'off': where training batches come from,
+    lib.training.loaders; recorded in metrics.json as provenance.train_data) and compile (torch.compile the model,
+    lib.training.placement, which also brings SyncBatchNorm under torchrun on GPUs).
     amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json) by `lib.training.amp`:
     bf16 autocast where it pays, otherwise off (fp32). bf16 autocast keeps the weights, gradients and optimizer
     state in fp32. amp 'off' is IEEE fp32, with the GPU's TF32 shortcut off (`lib.core.devices.precision_context`),
@@ -73,8 +77,7 @@ class Trainer:
         self.train_loader, self.val_loader = build_loaders(train_set, val_set, cfg, cfg["seed"], self.device)
         self.train_transform, self.val_transform = train_transform.to(self.device), val_transform.to(self.device)
         self.memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format)
-        self.net = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
+        self.model, self.net = place_model(model, cfg, self.device, self.memory_format, self.world_size)
         self.optimizer = build_optimizer(self.model, cfg)
         self.steps_per_epoch = min(len(self.train_loader), cfg.get("train_batches") or len(self.train_loader))
         total, warmup = cfg["epochs"] * self.steps_per_epoch, round(cfg["warmup_epochs"] * self.steps_per_epoch)
@@ -218,14 +221,17 @@ class Trainer:
                                      {"model": self.model.state_dict(), "epoch": self.epoch})
 
     def _tensorboard(self):
-        """A TensorBoard writer into run_dir/tb on the main process; None elsewhere."""
-        if not self.is_main_process:
+        """A TensorBoard writer into run_dir/tb on the main process; None elsewhere, and without the `tensorboard`
+        package."""
+        if not self.is_main_process or importlib.util.find_spec("tensorboard") is None:
             return None
         from torch.utils.tensorboard import SummaryWriter
         return SummaryWriter(self.run_dir / "tb")
 
     def _log_epoch(self, writer, row):
-        """The epoch's history row and its logged optimizer steps, as TensorBoard scalars."""
+        """The epoch's history row and its logged optimizer steps, as TensorBoard scalars (when there is a writer)."""
+        if writer is None:
+            return
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(f"epoch/{key}", value, self.epoch)
@@ -240,6 +246,7 @@ class Trainer:
         images = sum(r["images_per_s"] * r["epoch_time_s"] for r in self.history)
         provenance = run_files.provenance(self.cfg, self.device, self.world_size, self.amp, self.amp_speedup,
                                           self.train_time, images / self.train_time)
+        provenance["train_data"] = "device" if isinstance(self.train_loader, DeviceBatches) else "loader"
         metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
                    "best_val_acc1": self.best_acc1, **self.notes, "provenance": provenance}
         if self.is_main_process:
