@@ -1,8 +1,11 @@
 """Figure helpers: titles over small images fit their column."""
 import numpy as np
+import pytest
 
-from lib import data
-from lib.report import plots
+pytest.importorskip("IPython", reason="the report's figures display through the Jupyter stack")
+
+from lib import data  # noqa: E402 (after the skip)
+from lib.report import plots  # noqa: E402 (after the skip)
 
 
 def test_titles_wrap_between_words_and_after_slashes_to_fit_their_column():
