@@ -4,8 +4,8 @@
     python3 -m benchmarks.gpu_check --device cpu --quick --out DIR    # the same code on a CPU, in under a minute
     python3 -m benchmarks.gpu_check --estimate [--json] [--from DIR/gpu_check.json]   # the estimate only
 
-It needs torch (>= 2.4), torchvision, numpy, pandas, matplotlib, pillow, pyyaml, tqdm and pytest, nothing of
-the Jupyter stack. Sections, in gpu_sections, each with its share of BUDGET: the tests, the experiments and the
+It needs torch (with the fp32_precision settings, docs/gpu.md), torchvision, numpy, pandas, matplotlib, pillow,
+pyyaml, tqdm and pytest, nothing of the Jupyter stack. Sections, in gpu_sections, each with its share of BUDGET: the tests, the experiments and the
 pipeline stop when their share is spent (the table says what was skipped); the convolution check and the sanity
 run are of a fixed size that fits theirs. The result records each section's seconds.
 1. versions: Python, torch, torchvision, the GPU, its driver, CUDA, cuDNN;
