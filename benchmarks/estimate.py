@@ -98,7 +98,8 @@ def work(name):
 def rates_of(result):
     """({experiment: TFLOP/s}, attack TFLOP/s or None): the rates a GPU check measured (benchmarks.gpu_check's
     result, as its gpu_check.json holds it)."""
-    rates = {row["experiment"]: row["TFLOP/s"] for row in result.get("experiments", []) if row.get("TFLOP/s")}
+    rows = result.get("experiments")
+    rates = {row["experiment"]: row["TFLOP/s"] for row in rows if row.get("TFLOP/s")} if isinstance(rows, list) else {}
     return rates, (result.get("sanity") or {}).get("attack TFLOP/s")
 
 

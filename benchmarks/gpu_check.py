@@ -26,6 +26,7 @@ from pathlib import Path
 import sys
 import tempfile
 import time
+import traceback
 
 import torch
 
@@ -93,6 +94,7 @@ def check(device, quick, deadline, results_dir):
     """Every section in turn; returns the result (plain data) and whether every check passed."""
     scale = QUICK["scale"] if quick else 1.0
     profile, steps = (QUICK["profile"], QUICK["steps"]) if quick else ("full", STEPS)
+
     def share(name):  # a section's time, counted from its start
         return Section(BUDGET[name] * scale, deadline)
 
@@ -113,30 +115,50 @@ def check(device, quick, deadline, results_dir):
     for name, section in sections.items():
         print(f"\n## {name}", flush=True)
         start = time.monotonic()
-        result[name] = section()
+        try:
+            result[name] = section()
+        except Exception as exc:  # a section that breaks is reported; the others still run
+            traceback.print_exc()
+            result[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         result["seconds"][name] = time.monotonic() - start
     # the estimate counts FLOPs at 128 px for every model (seconds on a CPU); --estimate alone exercises it
     result["estimate"] = {} if quick else estimate.estimate(estimate.rates_of(result))
+    return result, _passed(result, quick)
+
+
+def _passed(result, quick):
+    """Whether no section broke, the tests passed, the convolutions agree, no experiment failed and (outside
+    --quick, at the full profile's settings) the sanity run learned and its attack succeeded."""
+    if any(isinstance(result[name], dict) and "error" in result[name] for name in BUDGET):
+        return False
     failed = [row for row in result["experiments"] if row.get("note", "").startswith("failed")]
-    passed = (result["tests"]["passed"] and all(row["ok"] for row in result["conv"]) and not failed
-              and (quick or (result["sanity"]["loss falls"] and result["sanity"]["attack succeeds"])))
-    return result, passed
+    sanity = result["sanity"]
+    return (result["tests"]["passed"] and all(row["ok"] for row in result["conv"]) and not failed
+            and (quick or (sanity["loss falls"] and sanity["attack succeeds"])))
+
+
+def _table(value, columns=None):
+    """A section's Markdown: its rows (a list) or its one row (a dict) as a table, or the error that broke it."""
+    if isinstance(value, dict) and "error" in value:
+        return f"FAILED: {value['error']}"
+    return markdown(value if isinstance(value, list) else [value], columns)
 
 
 def report(result):
     """The check's Markdown: one table per section."""
-    sanity = result["sanity"]
+    tests = result["tests"]
+    tests = _table(tests) if "error" in tests else f"{'passed' if tests['passed'] else 'FAILED'}: {tests['summary']}"
     estimate_rows = [{"experiment": name, **row} for name, row in result["estimate"].items()] or \
         [{"experiment": "not estimated in --quick mode (see --estimate)"}]
     return "\n\n".join([
         "# GPU check", markdown([result["versions"]]),
-        f"## CUDA tests\n\n{'passed' if result['tests']['passed'] else 'FAILED'}: {result['tests']['summary']}",
-        "## Custom convolution against nn.Conv2d (errors relative to an fp64 reference)", markdown(result["conv"]),
+        f"## CUDA tests\n\n{tests}",
+        "## Custom convolution against nn.Conv2d (errors relative to an fp64 reference)", _table(result["conv"]),
         f"## Training steps ({result['profile']} profile settings, synthetic batches on the device)",
-        markdown(result["experiments"], ["experiment", "precision", "batch", "steps", "ms/step", "images/s",
-                                         "peak MiB", "TFLOP/s", "warm-up s", "note"]),
-        "## Input pipeline ceiling (uint8 batches delivered on the device)", markdown(result["pipeline"]),
-        "## Sanity: SimpleNet, one epoch on the embedded sample, then the default PGD", markdown([sanity]),
+        _table(result["experiments"], ["experiment", "precision", "batch", "steps", "ms/step", "images/s",
+                                       "peak MiB", "TFLOP/s", "warm-up s", "note"]),
+        "## Input pipeline ceiling (uint8 batches delivered on the device)", _table(result["pipeline"]),
+        "## Sanity: SimpleNet, one epoch on the embedded sample, then the default PGD", _table(result["sanity"]),
         "## Estimate of the whole study (minutes; this check's measured rates where it measured the full profile)",
         markdown(estimate_rows, ["experiment", "seeds", "train_pflop", "attack_pflop", "measured", "minutes_low",
                                  "minutes_likely", "minutes_high"])])

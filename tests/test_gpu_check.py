@@ -91,3 +91,20 @@ def test_the_estimate_takes_a_checks_measured_rates(tmp_path, capsys):
     assert vit["minutes_likely"] == pytest.approx(assumed["vit"]["minutes_likely"])
     assert gpu_check.main(["--estimate"]) == 0
     assert "assumed throughputs" in capsys.readouterr().out
+
+
+def test_a_section_that_breaks_is_reported_and_the_others_still_run(monkeypatch, tmp_path):
+
+    def broken(device):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+
+    monkeypatch.setattr(gpu_check.gpu_sections, "conv_agreement", broken)
+    monkeypatch.setattr(gpu_check.gpu_sections, "experiment_row", lambda name, *args, **kwargs: {
+        "experiment": name, "images/s": 1.0, "TFLOP/s": 1.0})
+    monkeypatch.setattr(gpu_check.gpu_sections, "pipeline_rows", lambda *args: [{"path": "DataLoader"}])
+    monkeypatch.setattr(gpu_check.gpu_sections, "sanity", lambda *args: {"loss falls": True})
+    result, passed = gpu_check.check(torch.device("cpu"), True, float("inf"), tmp_path)
+    assert not passed and result["conv"] == {"error": "RuntimeError: CUDA error: an illegal memory access was "
+                                                      "encountered"}
+    assert len(result["experiments"]) == len(experiments.EXPERIMENTS) and result["sanity"] == {"loss falls": True}
+    assert "FAILED: RuntimeError: CUDA error" in gpu_check.report(result)
