@@ -150,9 +150,9 @@ USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, T
 
 
 def main(argv=None):
-    """Run a command; returns its exit status: 2 after a user-caused error, printed as one line (with the rank
-    under torchrun); under torchrun also 1 after any other error, its traceback printed (outside torchrun that
-    error propagates)."""
+    """Run a command; returns its exit status: 2 after a user-caused error (1 for an incomplete report), printed
+    as one line (with the rank under torchrun); under torchrun also 1 after any other error, its traceback printed
+    (outside torchrun that error propagates)."""
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0

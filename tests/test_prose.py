@@ -3,8 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import data
-from lib.report import prose, stats
+pytest.importorskip("IPython", reason="the report's prose displays through the Jupyter stack")
+
+from lib import data  # noqa: E402 (after the skip)
+from lib.report import prose, stats  # noqa: E402 (after the skip)
 
 
 def pair(only_a, only_b, both=10, neither=80):
