@@ -377,13 +377,13 @@ def test_a_run_written_by_an_earlier_version_is_converted_not_set_aside(tmp_path
 
 
 def test_a_run_is_reused_whatever_its_execution_settings_and_settings_added_since(tmp_path):
-    """A finished run is re-used when only how it computed differs (loader processes, data on the device), and
-    when its config.json lacks a setting added since (it counts at its default); a setting that changes what is
-    computed retrains."""
+    """A finished run is re-used when only how it computed differs (loader processes, data on the device,
+    torch.compile), and when its config.json lacks a setting added since (it counts at its default); a setting
+    that changes what is computed retrains."""
     run = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
     finished = run.metrics
     stored = {key: value for key, value in run.config.items() if key != "data_on_device"}  # an earlier version's
-    (run.dir / "config.json").write_text(json.dumps(dict(stored, num_workers=3)))
+    (run.dir / "config.json").write_text(json.dumps(dict(stored, num_workers=3, compile=True)))
     again = experiments.run("simplenet", "smoke", results_dir=tmp_path, progress=False, epochs=1)
     assert again.metrics == finished and [p.name for p in run.dir.parent.iterdir()] == [run.dir.name]
     assert again.config == run.config  # updated to what this version resolves

@@ -27,11 +27,11 @@ TRAIN_DEFAULTS = dict(
     init_from=None, train_batches=None, val_batches=None, data_on_device="auto", compile=False,
 )
 
-# Settings that choose how a run computes, not what: where batches are gathered and how many loader processes
-# decode them. They are left out of a run's identity (lib.study.runs), so a run trained with the data on a GPU is
+# Settings that choose how a run computes, not what: where batches are gathered, how many loader processes
+# decode them, and whether torch.compile fuses the model's kernels. They are left out of a run's identity (lib.study.runs), so a run trained with the data on a GPU is
 # re-used by a CPU render of the same study. A setting absent from an earlier version's config.json counts at its
 # TRAIN_DEFAULTS value, the value that reproduces that version's behaviour.
-EXECUTION_SETTINGS = ("num_workers", "data_on_device")
+EXECUTION_SETTINGS = ("num_workers", "data_on_device", "compile")
 
 
 PROFILES = {
