@@ -38,7 +38,7 @@ def test_attack_evaluation_cached_with_per_image_results_and_provenance(run, mon
     result = by_steps[3]
     assert result["num_images"] == 20 and len(result["index"]) == 20
     assert 100 * analysis.correct(result["per_image"], top="adv_top5").mean() == pytest.approx(result["adv_acc1"])
-    settings = {"attack": analysis.attack_settings(attack), "steps": [1, 3], "images": 20}
+    settings = {"attack": attack.settings(), "steps": [1, 3], "images": 20}
     record = cache.provenance(run, "attack", settings)
     assert record["run"] == "simplenet/" + run.dir.name and record["run_finished_at"]
     no_model(monkeypatch, run)

@@ -27,7 +27,7 @@ def trained():
 def test_output_stays_in_the_ball_and_in_pixel_range(trained, loss):
     images, labels = prototype_data(64, seed=2)
     epsilon = 6 / 255
-    adversarial = AutoPGD(loss, num_steps=5, epsilon=epsilon).perturb(trained, images, labels)
+    adversarial = AutoPGD(loss, num_steps=5, epsilon=epsilon).perturb(trained, images, labels).adversarial
     assert adversarial.shape == images.shape
     assert (adversarial - images).abs().max() <= epsilon + 1e-6
     assert adversarial.min() >= 0 and adversarial.max() <= 1
@@ -68,8 +68,8 @@ def test_modes_flags_grads_and_random_state_are_left_as_found(loss):
 
 def test_same_seed_same_result_and_settings_name_the_attack(trained):
     images, labels = prototype_data(32, seed=4)
-    first = AutoPGD("ce", num_steps=4, epsilon=0.05, seed=1).perturb(trained, images, labels)
-    again = AutoPGD("ce", num_steps=4, epsilon=0.05, seed=1).perturb(trained, images, labels)
+    first = AutoPGD("ce", num_steps=4, epsilon=0.05, seed=1).perturb(trained, images, labels).adversarial
+    again = AutoPGD("ce", num_steps=4, epsilon=0.05, seed=1).perturb(trained, images, labels).adversarial
     assert torch.equal(first, again)
     assert AutoPGD("dlr-targeted").settings()["attack"] == "apgd-dlr-targeted"
     assert AutoPGD("ce").settings()["target_classes"] is None

@@ -93,7 +93,7 @@ def test_output_stays_in_the_ball_and_in_pixel_range(epsilon, targeted, random_s
     labels = torch.randint(0, 6, (4,))
     attack = PGDAttack(num_steps=5, step_size=epsilon / 3, epsilon=epsilon, targeted=targeted,
                        random_start=random_start)
-    adv = attack.perturb(model, x, labels)
+    adv = attack.perturb(model, x, labels).adversarial
     assert adv.shape == x.shape and adv.dtype == x.dtype and not adv.requires_grad
     assert (adv - x).abs().max() <= epsilon + 1e-6
     assert adv.min() >= 0 and adv.max() <= 1
@@ -105,7 +105,9 @@ def test_untargeted_attack_raises_the_loss():
     torch.manual_seed(0)
     model, x = tiny_cnn().eval(), random_images(16)
     labels = torch.randint(0, 6, (16,))
-    adv = PGDAttack(num_steps=5, step_size=1 / 255, epsilon=4 / 255, targeted=None).perturb(model, x, labels)
+    result = PGDAttack(num_steps=5, step_size=1 / 255, epsilon=4 / 255, targeted=None).perturb(model, x, labels)
+    assert result.targets is None and result.clean_logits.shape == (16, 6)
+    adv = result.adversarial
     with torch.no_grad():
         assert F.cross_entropy(model(adv), labels) > F.cross_entropy(model(x), labels)
 
@@ -116,11 +118,11 @@ def test_targeted_attack_reaches_the_least_likely_class(trained):
         clean = trained(images)
     assert (clean.argmax(1) == labels).float().mean() > 0.95
     attack = PGDAttack(num_steps=20, step_size=0.05, epsilon=0.4)
-    adv = attack.perturb(trained, images)
-    assert torch.equal(attack.last_targets, clean.argmin(1))
-    assert torch.allclose(attack.last_clean_logits, clean, atol=1e-5)
+    result = attack.perturb(trained, images)
+    assert torch.equal(result.targets, clean.argmin(1))
+    assert torch.allclose(result.clean_logits, clean, atol=1e-5)
     with torch.no_grad():
-        success = (trained(adv).argmax(1) == attack.last_targets).float().mean()
+        success = (trained(result.adversarial).argmax(1) == result.targets).float().mean()
     assert success > 0.9
 
 
@@ -169,7 +171,7 @@ def test_random_start_is_reproducible_with_a_seed():
     runs = []
     for seed in (0, 0, 1):
         torch.manual_seed(seed)
-        runs.append(attack.perturb(model, x))
+        runs.append(attack.perturb(model, x).adversarial)
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
 
@@ -226,8 +228,8 @@ def manual_metrics(model, batches, attack):
     rows = []
     for images, labels in batches:
         x = images.float() / 255
-        adv = attack.perturb(model, x, labels)
-        targets = attack.last_targets
+        result = attack.perturb(model, x, labels)
+        adv, targets = result.adversarial, result.targets
         with torch.no_grad():
             clean, attacked = model(x), model(adv)
         for i in range(len(labels)):
@@ -273,7 +275,7 @@ def test_on_step_sees_every_step_and_the_last_is_the_result():
     model, x = tiny_cnn(), random_images()
     attack = PGDAttack(num_steps=4, step_size=1 / 255, epsilon=3 / 255)
     seen = []
-    adv = attack.perturb(model, x, on_step=lambda k, xk: seen.append((k, xk.clone(), xk.requires_grad)))
+    adv = attack.perturb(model, x, on_step=lambda k, xk: seen.append((k, xk.clone(), xk.requires_grad))).adversarial
     assert [k for k, _, _ in seen] == [1, 2, 3, 4] and not any(grad for _, _, grad in seen)
     assert torch.equal(seen[-1][1], adv)
     for k, xk, _ in seen:

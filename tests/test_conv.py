@@ -7,11 +7,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from lib.models.conv import CustomConv2d, CustomConv2DFunction, _fold_rows, _unfold_rows, release_workspace
+from lib.models.conv import CustomConv2d, UnfoldConv2dFunction, _fold_rows, _unfold_rows, release_workspace
 
 
 def conv(x, weight, bias, stride, padding):
-    return CustomConv2DFunction.apply(x, weight, bias, stride, padding)
+    return UnfoldConv2dFunction.apply(x, weight, bias, stride, padding)
 
 
 def random_case(kernel, size, channels=(2, 3), batch=1, bias=True, dtype=torch.float64):
@@ -80,7 +80,7 @@ def test_no_torch_convolution_op_runs():
         conv(x, weight, bias, (2, 2), (1, 1)).sum().backward()
     names = {event.key for event in prof.key_averages()}
     assert "aten::mm" in names or "aten::addmm" in names
-    assert not [name for name in names if "conv" in name.lower() and "Custom" not in name]
+    assert not [name for name in names if "conv" in name.lower() and "UnfoldConv2dFunction" not in name]
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [((3, 3), (1, 1), (1, 1)), ((2, 3), (2, 1), (0, 2)),

@@ -33,6 +33,6 @@ class AdversarialTraining:
 
     def __call__(self, model, images, labels):
         """images: float (B, 3, H, W) in [0, 1]; labels: long (B,) -> (adv_images, logs)."""
-        adv = self.attack.perturb(model, images, labels, check_range=False)  # the trainer's transforms give [0, 1]
-        correct = (label_rank(self.attack.last_clean_logits, labels) < 1).sum()  # ties count against, as in the meters
-        return adv, {"clean_correct": correct}
+        result = self.attack.perturb(model, images, labels, check_range=False)  # the trainer's transforms give [0, 1]
+        correct = (label_rank(result.clean_logits, labels) < 1).sum()  # ties count against, as in the meters
+        return result.adversarial, {"clean_correct": correct}

@@ -10,12 +10,12 @@ gradients are masked). Two variants, both L-infinity in pixel space:
   soon as one target misclassifies it.
 
 `AutoPGD` wraps torchattacks' APGD / APGDT with the interface of PGDAttack that lib.attacks.evaluation uses
-(perturb, num_steps, last_clean_logits, last_targets), so that it is evaluated and cached like the reference's
+(perturb returning an AttackResult, num_steps, settings), so that it is evaluated and cached like the reference's
 attack. Success is untargeted for both (the image is misclassified), as in AutoAttack.
 """
 import torch
 
-from lib.attacks.pgd import _check_images, _check_labels, _check_number, _unwrap, frozen_eval
+from lib.attacks.pgd import AttackResult, _check_images, _check_labels, _check_number, _unwrap, frozen_eval
 
 
 LOSSES = ("ce", "dlr-targeted")
@@ -26,9 +26,8 @@ class AutoPGD:
     """APGD in the L-infinity ball of radius `epsilon` (pixel units), `num_steps` iterations and `restarts` random
     restarts per image (per target class for "dlr-targeted"), the starting points drawn from `seed`.
 
-    perturb leaves the model's modes, requires_grad flags and the global random state as it found them.
-    After `perturb`, `last_clean_logits` holds the clean logits (B, num_classes) and `last_targets` is None
-    (success is untargeted).
+    perturb leaves the model's modes, requires_grad flags and the global random state as it found them, and
+    returns an AttackResult whose targets are None (success is untargeted).
     """
 
     def __init__(self, loss="ce", num_steps=100, epsilon=8 / 255, restarts=1, target_classes=9, seed=0):
@@ -41,8 +40,6 @@ class AutoPGD:
         _check_number("epsilon", epsilon, 0)
         self.loss, self.num_steps, self.epsilon = loss, num_steps, float(epsilon)
         self.restarts, self.target_classes, self.seed = restarts, target_classes, seed
-        self.last_clean_logits = None
-        self.last_targets = None
 
     @property
     def name(self):
@@ -60,10 +57,11 @@ class AutoPGD:
                 f"restarts={self.restarts}, target_classes={self.target_classes}, seed={self.seed})")
 
     def perturb(self, model, images, labels, on_step=None):
-        """Adversarial images (B, 3, H, W) in [0, 1] within epsilon (L-inf) of `images` (float (B, 3, H, W) in
-        [0, 1]; labels: long (B,)): for each image the first point found that the model misclassifies, else
-        the image itself. on_step(num_steps, x), if given, is called once with the result (APGD keeps its best
-        point, not a path of iterates)."""
+        """An AttackResult: adversarial images (B, 3, H, W) in [0, 1] within epsilon (L-inf) of `images` (float
+        (B, 3, H, W) in [0, 1]; labels: long (B,)), for each image the first point found that the model
+        misclassifies, else the image itself; the clean logits (B, num_classes); targets None.
+        on_step(num_steps, x), if given, is called once with the result (APGD keeps its best point, not a path
+        of iterates)."""
         _check_images(images)
         _check_labels(labels, images)
         if torch.is_inference_mode_enabled():
@@ -73,10 +71,10 @@ class AutoPGD:
         with frozen_eval(model), torch.enable_grad(), torch.random.fork_rng(devices=_cuda_devices(images)):
             adversarial = self._attack(model)(images, labels).detach()
             with torch.no_grad():
-                self.last_clean_logits = model(images)
+                clean_logits = model(images)
         if on_step is not None:
             on_step(self.num_steps, adversarial)
-        return adversarial
+        return AttackResult(adversarial=adversarial, clean_logits=clean_logits, targets=None)
 
     def _attack(self, model):
         import torchattacks  # imported here: it loads scipy, which nothing else needs

@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from lib.attacks.pgd import frozen_eval
 from lib.data.decoded import evenly_spaced
 from lib.training.metrics import label_rank
 
@@ -57,10 +58,9 @@ def evaluate_over_steps(model, loader, attack, steps, transform=None, device=Non
                 if k in batches:
                     with torch.no_grad():
                         kept[k] = adv, model(adv)
-            attack.perturb(model, images, labels, on_step=keep)
+            result = attack.perturb(model, images, labels, on_step=keep)
             for k, (adv, adv_logits) in kept.items():
-                batches[k].append(_per_image(images, adv, labels, attack.last_clean_logits, adv_logits,
-                                             attack.last_targets))
+                batches[k].append(_per_image(images, adv, labels, result.clean_logits, adv_logits, result.targets))
     results = {}
     for k, parts in batches.items():
         if not parts:
@@ -84,9 +84,6 @@ def _per_image(images, adv, labels, clean_logits, adv_logits, targets):
             "linf": to_numpy(delta.abs().amax(1)).astype(np.float64),
             "l2": to_numpy(delta.norm(dim=1)).astype(np.float64),
             "mse": to_numpy(delta.square().mean(1)).astype(np.float64)}
-from lib.attacks.pgd import frozen_eval
-
-
 def successes(per_image):
     """Per-image success of an attack, (succeeded, eligible), bool (n,) each, from the arrays of
     evaluate_over_steps. Targeted: every image is eligible, and it succeeded when its adversarial top-1 is the

@@ -10,6 +10,7 @@ default attack below is step 0.01 x 0.226 = 0.58/255 and epsilon 0.1 x 0.226 = 5
 (`PGDAttack.from_normalized`).
 """
 from contextlib import contextmanager
+from dataclasses import dataclass
 import math
 
 import torch
@@ -82,6 +83,19 @@ def _check_labels(labels, images):
                          f"of class indices, got {got}")
 
 
+@dataclass(frozen=True)
+class AttackResult:
+    """What one `PGDAttack.perturb` call produced, all detached on the images' device.
+
+    adversarial: float (B, 3, H, W) in [0, 1], within epsilon (L-inf) of the clean images;
+    clean_logits: (B, num_classes), the model's logits on the clean images, in eval mode;
+    targets: long (B,), the class each image was pushed towards, or None for an untargeted attack.
+    """
+    adversarial: torch.Tensor
+    clean_logits: torch.Tensor
+    targets: torch.Tensor | None
+
+
 class PGDAttack:
     """Projected gradient descent in the L-infinity ball, pixel space (Madry et al., 2018).
 
@@ -90,9 +104,7 @@ class PGDAttack:
     target)). targeted=None: each step moves x <- x + step_size * sign(grad CE(model(x), labels)).
     After every step x is projected onto the epsilon ball around the original and clamped to
     [0, 1], then detached. random_start begins at a uniform point of the ball (global RNG).
-
-    After `perturb`, `last_targets` holds the targets (B,) (None when untargeted) and
-    `last_clean_logits` the clean logits (B, num_classes) in eval mode, both detached.
+    `perturb` returns an AttackResult: the adversarial images, the clean logits and the targets.
     """
 
     def __init__(self, num_steps=10, step_size=0.01 * PIXEL_PER_NORMALIZED,
@@ -108,8 +120,6 @@ class PGDAttack:
         self.epsilon = float(epsilon)
         self.targeted = targeted
         self.random_start = bool(random_start)
-        self.last_targets = None
-        self.last_clean_logits = None
 
     @classmethod
     def from_normalized(cls, num_steps=10, step_size=0.01, epsilon=0.1, std=IMAGENET_STD, **kwargs):
@@ -132,7 +142,8 @@ class PGDAttack:
                 f"random_start={self.random_start})")
 
     def perturb(self, model, images, labels=None, on_step=None, check_range=True):
-        """Adversarial images (B, 3, H, W) in [0, 1] within epsilon (L-inf) of `images`.
+        """An AttackResult: adversarial images (B, 3, H, W) in [0, 1] within epsilon (L-inf) of `images`, the
+        clean logits (B, num_classes) and the targets (B,) (None when untargeted).
 
         images: float (B, 3, H, W) in [0, 1]; labels: long (B,), required when untargeted.
         check_range=False skips the check that the pixels lie in [0, 1], the one check that waits for the device
@@ -174,6 +185,4 @@ class PGDAttack:
             x = (x.detach() + sign * self.step_size * grad.sign()).clamp(low, high)
             if on_step is not None:
                 on_step(step + 1, x)
-        self.last_clean_logits = clean_logits
-        self.last_targets = target if self.targeted else None
-        return x
+        return AttackResult(adversarial=x, clean_logits=clean_logits, targets=target if self.targeted else None)

@@ -151,7 +151,7 @@ def _weight_from_matrix(matrix, shape):
     return matrix.view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2).contiguous()
 
 
-class CustomConv2DFunction(torch.autograd.Function):
+class UnfoldConv2dFunction(torch.autograd.Function):
     """conv2d(input, weight, bias, stride, padding) as unfold + GEMM; backward by GEMMs + fold.
 
     input (B, C, H, W), weight (O, C, kh, kw), bias (O,) or None, stride and padding pairs of
@@ -192,7 +192,7 @@ class CustomConv2DFunction(torch.autograd.Function):
 
 
 def custom_conv2d(input, weight, bias, stride, padding):
-    """``CustomConv2DFunction`` with ``F.conv2d``'s autocast behaviour.
+    """``UnfoldConv2dFunction`` with ``F.conv2d``'s autocast behaviour.
 
     Under autocast on input's device type (CPU or CUDA), input, weight and bias are cast to the
     autocast dtype read at call time, as autocast does for ``F.conv2d``, and the op runs with
@@ -203,10 +203,10 @@ def custom_conv2d(input, weight, bias, stride, padding):
     """
     device_type = input.device.type
     if not torch.is_autocast_enabled(device_type):
-        return CustomConv2DFunction.apply(input, weight, bias, stride, padding)
+        return UnfoldConv2dFunction.apply(input, weight, bias, stride, padding)
     dtype = torch.get_autocast_dtype(device_type)
     with torch.autocast(device_type, enabled=False):
-        return CustomConv2DFunction.apply(input.to(dtype), weight.to(dtype),
+        return UnfoldConv2dFunction.apply(input.to(dtype), weight.to(dtype),
                                           None if bias is None else bias.to(dtype), stride, padding)
 
 

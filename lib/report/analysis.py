@@ -72,11 +72,6 @@ def correct(result, k=1, top="top5"):
     return result[top.replace("top5", "rank")] < k
 
 
-def attack_settings(attack):
-    """The plain settings of a PGDAttack or AutoPGD (pixel units), as stored in the cache key."""
-    return attack.settings()
-
-
 def attacked_indices(run, images):
     """Validation-set indices of the `images` evenly spaced images an attack evaluates (all when None), spread
     over the images the run's predictions cover (the first `val_batches` batches in a capped run)."""
@@ -91,7 +86,7 @@ def attack_evaluation(run, attack, images=None, steps=None, device="auto", force
     Returns {k: summary dict with 'per_image' arrays and 'index'}.
     """
     steps = sorted(set(steps or [attack.num_steps]))
-    settings = {"attack": attack_settings(attack), "steps": steps, "images": images,
+    settings = {"attack": attack.settings(), "steps": steps, "images": images,
                 **({"batch_size": batch_size} if batch_size else {})}  # APGD's random starts depend on the batch
 
     def compute():
@@ -184,7 +179,7 @@ def adversarial_examples(run, attack, images=None, count=6, device="auto", force
     Returns {'index', 'label', 'clean_pred', 'adv_pred', 'target': (count,), 'images', 'adversarial':
     float32 (count, 3, H, W) in [0, 1]}.
     """
-    settings = {"attack": attack_settings(attack), "images": images, "count": count}
+    settings = {"attack": attack.settings(), "images": images, "count": count}
 
     def compute():
         val_set, transform = study.val_data(run.config)
@@ -192,14 +187,14 @@ def adversarial_examples(run, attack, images=None, count=6, device="auto", force
         picks = attacked[np.linspace(0, len(attacked) - 1, count).round().astype(int)]
         with _final_model(run, device) as (dev, model):
             x = transform.to(dev)(torch.stack([val_set[int(i)][0] for i in picks]).to(dev))
-            adversarial = attack.perturb(model, x)
+            result = attack.perturb(model, x)
             with torch.no_grad():
-                adv_pred = model(adversarial).argmax(1)
+                adv_pred = model(result.adversarial).argmax(1)
         as_numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
         return {"index": picks, "label": np.array([int(val_set[int(i)][1]) for i in picks]),
-                "clean_pred": as_numpy(attack.last_clean_logits.argmax(1)), "adv_pred": as_numpy(adv_pred),
-                "target": as_numpy(attack.last_targets), "images": as_numpy(x).astype(np.float32),
-                "adversarial": as_numpy(adversarial).astype(np.float32)}
+                "clean_pred": as_numpy(result.clean_logits.argmax(1)), "adv_pred": as_numpy(adv_pred),
+                "target": as_numpy(result.targets), "images": as_numpy(x).astype(np.float32),
+                "adversarial": as_numpy(result.adversarial).astype(np.float32)}
     return cached(run, "examples", settings, compute, force)
 
 

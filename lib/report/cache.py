@@ -40,7 +40,7 @@ def cached(run, kind, settings, compute, force=False):
     if path.with_suffix(".json").exists() and not force:
         return load(path)
     if force:
-        _set_aside(path)
+        _keep_previous_analysis(path)
     start = time.perf_counter()
     result = compute()
     arrays, values = _split(result)
@@ -140,7 +140,8 @@ def _split(tree, prefix=""):
     return arrays, values
 
 
-def _set_aside(path):
+def _keep_previous_analysis(path):
+    """Rename an analysis's files (.json, .npz) to <name>.replaced-<time>, so a recomputation loses nothing."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in (".json", ".npz"):
         old = path.with_suffix(suffix)

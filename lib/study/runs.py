@@ -97,7 +97,7 @@ class Run:
         return f"Run({str(self.dir)!r}, finished={self.finished})"
 
 
-def _set_aside(path, why):
+def _keep_previous_run(path, why):
     """Rename an existing run directory so that nothing finished is overwritten."""
     if path.exists():
         aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -200,7 +200,7 @@ def _prepare(path, cfg, force):
         if stored != wanted:
             write_json(config_file, wanted)
         return
-    _set_aside(path, "forced" if same else "replaced")
+    _keep_previous_run(path, "forced" if same else "replaced")
     path.mkdir(parents=True, exist_ok=True)
     write_json(config_file, wanted)
 
