@@ -37,7 +37,7 @@ def test_attack_evaluation_cached_with_per_image_results_and_provenance(run, mon
     assert sorted(by_steps) == [1, 3]
     result = by_steps[3]
     assert result["num_images"] == 20 and len(result["index"]) == 20
-    assert 100 * analysis.correct(result["per_image"], top="adv_top5").mean() == pytest.approx(result["adv_acc1"])
+    assert 100 * analysis.correct(result["per_image"], when="adv").mean() == pytest.approx(result["adv_acc1"])
     settings = {"attack": attack.settings(), "steps": [1, 3], "images": 20}
     record = cache.provenance(run, "attack", settings)
     assert record["run"] == "simplenet/" + run.dir.name and record["run_finished_at"]
@@ -115,7 +115,7 @@ def test_strong_attacks_are_cached_and_the_worst_case_is_at_most_pgd(run, monkey
     assert sorted(first) == sorted(["ce", "dlr-targeted"])
     pgd = analysis.under_attack(run, PGDAttack(**experiments.attack_settings("smoke")["default"]), images, "cpu")
     worst = analysis.robust_to_all([pgd, *first.values()])
-    assert worst.shape == (images,) and worst.sum() <= analysis.correct(pgd["per_image"], top="adv_top5").sum()
+    assert worst.shape == (images,) and worst.sum() <= analysis.correct(pgd["per_image"], when="adv").sum()
     for result in first.values():
         assert result["num_images"] == images and result["clean_acc1"] == pgd["clean_acc1"]
     fewer = analysis.under_attack(run, PGDAttack(**experiments.attack_settings("smoke")["default"]), images - 4)
@@ -133,4 +133,13 @@ def test_attack_comparison_puts_pgd_and_apgd_side_by_side_on_the_same_images(run
     assert all(ok.shape == (12,) for ok in compared.values())
     assert (compared["worst case"] <= compared["PGD-10"]).all()
     pgd = analysis.under_attack(run, PGDAttack(**settings["default"]), 12)
-    np.testing.assert_array_equal(compared["PGD-10"], analysis.correct(pgd["per_image"], top="adv_top5"))
+    np.testing.assert_array_equal(compared["PGD-10"], analysis.correct(pgd["per_image"], when="adv"))
+
+
+def test_correct_reads_the_rank_before_or_after_the_attack():
+    """A label ranked 0 before the attack and 3 after: correct at top-1 before it, only at top-5 after it."""
+    per_image = {"clean_rank": np.array([0]), "adv_rank": np.array([3])}
+    assert analysis.correct(per_image, when="clean")[0] and not analysis.correct(per_image, when="adv")[0]
+    assert analysis.correct(per_image, k=5, when="adv")[0]
+    with pytest.raises(ValueError, match="when must be None \\(predictions\\), 'clean' or 'adv'"):
+        analysis.correct(per_image, when="adv_top5")

@@ -65,11 +65,17 @@ def predictions(run, device="auto", force=False):
     return cached(run, "predictions", {"split": "val", "weights": "checkpoint"}, compute, force)
 
 
-def correct(result, k=1, top="top5"):
-    """Per-image correctness (bool (n,)) of a predictions dict or per-image attack result at top-k: the
-    label's rank (`top` names the prediction: 'top5', 'clean_top5' or 'adv_top5') is below k, ties
-    counting against the label as in the trainer."""
-    return result[top.replace("top5", "rank")] < k
+RANKS = {None: "rank", "clean": "clean_rank", "adv": "adv_rank"}
+
+
+def correct(result, k=1, when=None):
+    """Per-image top-k correctness (bool (n,)): the label's rank is below k, ties counting against the label as
+    in the trainer. result: a predictions dict (when=None: its 'rank'), or an attack's per-image arrays with
+    when='clean' (before the attack: 'clean_rank') or 'adv' (after it: 'adv_rank')."""
+    if when not in RANKS:
+        raise ValueError(f"when must be None (predictions), 'clean' or 'adv' (an attack's per-image arrays), "
+                         f"got {when!r}")
+    return result[RANKS[when]] < k
 
 
 def attacked_indices(run, images):
@@ -124,7 +130,7 @@ def robust_to_all(results):
     first = results[0]["index"]
     if any(not np.array_equal(r["index"], first) for r in results):
         raise ValueError("robust_to_all needs attack results on the same images (the same `images` count)")
-    return np.logical_and.reduce([correct(r["per_image"], top="adv_top5") for r in results])
+    return np.logical_and.reduce([correct(r["per_image"], when="adv") for r in results])
 
 
 def attack_comparison(run, settings, device="auto"):
@@ -141,8 +147,8 @@ def attack_comparison(run, settings, device="auto"):
     rows = np.searchsorted(pgd["index"], index)
     pgd = {**pgd, "index": index, "per_image": {key: value[rows] for key, value in pgd["per_image"].items()}}
     named = {f"PGD-{default.num_steps}": pgd, **{attacks.AutoPGD(loss).name: strong[loss] for loss in LOSSES}}
-    return {"clean": correct(pgd["per_image"], top="clean_top5"),
-            **{name: correct(result["per_image"], top="adv_top5") for name, result in named.items()},
+    return {"clean": correct(pgd["per_image"], when="clean"),
+            **{name: correct(result["per_image"], when="adv") for name, result in named.items()},
             "worst case": robust_to_all(list(named.values()))}
 
 

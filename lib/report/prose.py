@@ -83,7 +83,7 @@ def attack_facts(result):
                  success_cell=stats.interval_cell(result["successes"], result["success_images"]))
     for when in ("clean", "adv"):
         for k in (1, 5):
-            correct = analysis.correct(result["per_image"], k=k, top=f"{when}_top5")
+            correct = analysis.correct(result["per_image"], k=k, when=when)
             facts.update({f"{when}{k}": correct, f"{when}{k}_text": stats.describe(int(correct.sum()), n),
                           f"{when}{k}_cell": stats.interval_cell(int(correct.sum()), n)})
     return facts
