@@ -2,9 +2,9 @@
 the runs they describe (lib.report.cache), so that a re-render repeats no measurement.
 
 Every measurement builds fresh models from the runs' configurations (the trained weights do not change a
-step's cost) and times them side by side with `lib.step_costs.compare_training_steps`, taking turns so that other
-load on the machine slows each alike, all in one precision: the one the runs trained in (`_precision`), recorded
-in each result as 'precision'. Times are seconds per step, memory MiB, FLOPs per image.
+step's cost) and times them side by side with `lib.training.step_costs.compare_training_steps`, taking turns so
+that other load on the machine slows each alike, all in one precision: the one the runs trained in (`_precision`),
+recorded in each result as 'precision'. Times are seconds per step, memory MiB, FLOPs per image.
 """
 import torch
 from torch.utils.data import DataLoader

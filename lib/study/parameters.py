@@ -114,7 +114,7 @@ def describe_settings(profile="sample", overrides=None, attack=None, dry_run=Fal
     rows = changed_settings(profile, overrides, attack)
     if seeds is not None and seeds != registry.SEEDS[profile]:
         rows.append({"experiment": "study", "setting": "seeds", "value": seeds, "default": registry.SEEDS[profile]})
-    text = f"Settings: the **{profile}** profile of the experiment registry (`lib/experiments.py`)"
+    text = f"Settings: the **{profile}** profile of the experiment registry (`lib/study/registry.py`)"
     if rows:
         text += ", with these changes:\n\n" + "\n".join(
             f"- `{r['experiment']}`: {r['setting']} = {r['value']} (registry: {r['default']})" for r in rows)
