@@ -199,7 +199,7 @@ def figure_notebook(path, draw=True):
     """A notebook whose figure caption is followed by a figure drawn with plt and not returned (as the report's
     notebooks do with `plots.*(...);`), or by nothing at all (draw=False)."""
     body = "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);" if draw else "x = 1"
-    write_notebook(path, 'profile = "sample"', "from lib.report.plots import say\nsay('**Figure 1.1**: a line.')",
+    write_notebook(path, 'profile = "sample"', "from lib.report.prose import say\nsay('**Figure 1.1**: a line.')",
                    body)
 
 
