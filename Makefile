@@ -34,6 +34,7 @@ benchmarks: $(STAMP)
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks.conv
 	$(PY) -m benchmarks.attacks
+	$(PY) -m benchmarks.apgd
 
 # On a CUDA machine, within 7 minutes on one H100-class GPU (docs/gpu.md): versions, CUDA tests, the custom
 # convolution's agreement, every experiment's training step, the input pipeline, a sanity run, the estimate.
