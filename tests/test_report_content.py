@@ -43,16 +43,18 @@ def test_combine_places_findings_first_appendix_last_and_drops_logs(tmp_path):
         tagged(nbformat.v4.new_code_cell("profile = 'x'"), "parameters"),
         tagged(nbformat.v4.new_markdown_cell("# Appendix: provenance"), "unnumbered", "appendix")], front=True)
     combined = report.combine([part, findings], "Title")
-    sources = [cell.source for cell in combined.cells]
-    assert combined.cells[0].id == "contents" and "- [Findings](#Findings)" in sources[0]
+    title, *cells = combined.cells
+    assert title.source == "# Title" and title.metadata["tags"] == [report.HTML_ONLY]  # the HTML opens with it
+    sources = [cell.source for cell in cells]
+    assert cells[0].id == "contents" and "- [Findings](#Findings)" in sources[0]
     assert "- 1 [Part one](#Part-one)" in sources[0]
     assert sources[1].startswith(r"\section*{Findings}\addcontentsline{toc}{section}{Findings}")
-    assert combined.cells[1].metadata["raw_mimetype"] == "text/latex"
-    assert sources[2] == "# Findings" and combined.cells[2].metadata["tags"] == [report.HTML_ONLY]
+    assert cells[1].metadata["raw_mimetype"] == "text/latex"
+    assert sources[2] == "# Findings" and cells[2].metadata["tags"] == [report.HTML_ONLY]
     assert sources[3] == "summary" and sources[4].startswith("# Part one")
     assert sources[-2].startswith(r"\section*{Appendix: provenance}") and sources[-1] == "# Appendix: provenance"
     assert not any("profile = 'x'" in source for source in sources)
-    assert [out.output_type for out in combined.cells[5].outputs] == ["display_data"]
+    assert [out.output_type for out in cells[5].outputs] == ["display_data"]
 
 
 def test_table_outputs_reach_the_latex_export(tmp_path):
@@ -78,7 +80,7 @@ def test_figure_captions_are_kept_with_their_figure_in_the_latex(tmp_path):
     figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png})]
     cells = [nbformat.v4.new_markdown_cell("## Part\n\nSome prose.\n\n**Figure 1.1**: written."), figure, shown]
     combined = report.combine([notebook(tmp_path / "01_x.ipynb", cells)], "T")
-    assert [cell.source for cell in combined.cells[1:3]] == ["## Part\n\nSome prose.", "**Figure 1.1**: written."]
+    assert [cell.source for cell in combined.cells[2:4]] == ["## Part\n\nSome prose.", "**Figure 1.1**: written."]
     from nbconvert import LatexExporter
     latex, _ = LatexExporter(exclude_input=True, extra_template_paths=[str(report.TEMPLATES)],
                              template_file="miniplaces.tex.j2").from_notebook_node(combined)
