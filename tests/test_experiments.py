@@ -30,7 +30,8 @@ def test_config_resolution_order():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: experiments.config("nope"), "unknown experiment 'nope'; valid experiments: .*simplenet"),
-    (lambda: experiments.config("simplenet", "huge"), "unknown profile 'huge'; valid profiles: full, sample, smoke"),
+    (lambda: experiments.config("simplenet", "huge"),
+     "unknown profile 'huge'; valid profiles: cpu-full, full, sample, smoke"),
     (lambda: experiments.config("simplenet", "smoke", epoch=3), "unknown setting.*epoch.*valid settings"),
 ])
 def test_bad_names_list_the_valid_ones(call, message):
@@ -45,6 +46,21 @@ def test_every_experiment_builds_in_every_profile():
             if cfg["model"] == "resnet18":
                 cfg["model_kwargs"] = {**cfg["model_kwargs"], "pretrained": False}
             assert experiments.build_model(cfg) is not None
+
+
+def test_every_profile_says_what_it_is_and_how_many_images_it_attacks():
+    for profile in experiments.PROFILES:
+        assert experiments.PROFILE_SCOPES[profile]
+        experiments.attack_settings(profile)
+
+
+def test_cpu_full_trains_on_every_image_at_reduced_scale():
+    """cpu-full: the whole data set (no subset), smaller images and fewer epochs than full, attacks on all of it."""
+    for name in experiments.EXPERIMENTS:
+        small, full = experiments.config(name, "cpu-full"), experiments.config(name, "full")
+        assert small["train_images"] is None and small["val_images"] is None
+        assert small["image_size"] < full["image_size"] and small["epochs"] < full["epochs"]
+    assert experiments.attack_settings("cpu-full")["images"] is None
 
 
 def test_run_is_cached_by_configuration(tmp_path):
@@ -114,7 +130,7 @@ def test_init_from_starts_from_another_runs_weights(tmp_path):
     (["--image-size", "16"], "error: simplenet: image_size must be an integer >= 32"),
     (["--epochs", "1"], "error: simplenet: warmup_epochs must be a number from 0 to epochs (1), got 5"),
     (["--amp", "fp8"], "error: simplenet: amp must be one of auto, bf16, off"),
-    (["--profile", "nosuch"], "error: unknown profile 'nosuch'; valid profiles: full, sample, smoke"),
+    (["--profile", "nosuch"], "error: unknown profile 'nosuch'; valid profiles: cpu-full, full, sample, smoke"),
     (["--epochs", "two"], "error: argument --epochs: invalid int value: 'two'"),
 ])
 def test_cli_bad_setting_is_one_line_exit_2_nothing_written(tmp_path, capsys, flags, message):

@@ -89,7 +89,7 @@ def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys
     assert out["report"] == [results / "report-dryrun.html"] and not (results / "report.html").exists()
     assert out["notebooks"] == [results / "notebooks-dryrun" / "01_settings.ipynb"]
     html = out["report"][0].read_text()
-    assert "DRY RUN: MiniPlaces" in html
+    assert "DRY RUN: MiniPlaces" in html and experiments.PROFILE_SCOPES["smoke"] in html
     assert "epochs = 1 (registry: 2)" in html and "epsilon = 8/255" in html
     runs = list((tmp_path / "results" / "runs" / "simplenet").iterdir())
     assert [run.name.startswith("smoke-dryrun-") for run in runs] == [True]
@@ -97,11 +97,12 @@ def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys
     assert out["times"]["01_settings.ipynb"][1:] == (1, 0)  # one run trained, none re-used
     err = capsys.readouterr().err
     assert "[1/1] 01_settings.ipynb (smoke profile, DRY RUN)" in err and "simplenet: epoch 1/1" in err
+    assert "Estimated time of this report: about " in err
     assert "Kernel is running over TCP without encryption" not in err
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--profile", "nosuch"], "error: unknown profile 'nosuch'; valid profiles: full, sample, smoke"),
+    (["--profile", "nosuch"], "error: unknown profile 'nosuch'; valid profiles: cpu-full, full, sample, smoke"),
     (["--format", "docx"], "error: unknown report format(s) docx; valid formats: pdf, html"),
     (["--notebooks", "07"], "error: no notebook name starts with 07; notebooks: 00_data, "),
     (["--set", "simplenet.epochs=0"], "error: simplenet: epochs must be an integer >= 1, got 0"),

@@ -23,7 +23,7 @@ import zmq
 from lib import study
 from lib.core import progress as terminal
 from lib.data.layout import PROJECT_ROOT
-from lib.report import IncompleteReport, ReportError, completeness
+from lib.report import IncompleteReport, ReportError, completeness, estimate
 from lib.study.parameters import Study
 from lib.study.registry import RESULTS_DIR
 
@@ -270,6 +270,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     overrides: {experiment: {setting: value}}; attack: {epsilon, step_size (/255), steps, images}; seeds: training
     seeds per compared experiment (None: the profile's default, lib.study.registry.SEEDS); dry_run:
     capped runs of their own (study.DRY_RUN) and a report named report-dryrun, titled DRY RUN.
+    Before the first notebook, `progress` also prints the report's estimated time (lib.report.estimate).
     Returns {'notebooks': [...], 'report': [...], 'times': {notebook: (seconds, runs trained, runs re-used)},
     'seconds': wall time}.
     """
@@ -281,6 +282,10 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     parameters = dict(profile=profile, data_dir=str(data_dir) if data_dir else "", device=device,
                       force_retrain=bool(force_retrain), overrides=overrides or {}, attack=attack or {},
                       dry_run=bool(dry_run), seeds=seeds)
+    if progress:
+        expected = estimate.estimate(Study(profile, str(data_dir or ""), device, bool(force_retrain), bool(dry_run),
+                                           overrides or {}), attack)
+        print(estimate.describe(expected), file=sys.stderr, flush=True)
     executed, times = [], {}
     with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
             report_kernel() as kernel:
@@ -296,6 +301,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     name = "report-dryrun" if dry_run else "report"
     title = f"MiniPlaces scene classification ({profile} profile)"
     combined = combine(executed, f"DRY RUN: {title}" if dry_run else title)
+    combined.cells.insert(1, nbformat.v4.new_markdown_cell(f"**This report**: {study.PROFILE_SCOPES[profile]}."))
     if dry_run:
         combined.cells.insert(1, nbformat.v4.new_markdown_cell(
             "**DRY RUN**: every training run, evaluation and attack of this report was capped to a few batches "

@@ -54,6 +54,10 @@ class Study:
         return runs.run(name, self.profile, data_dir=self.data_dir or None, device=self.device,
                         force=self.force_retrain, dry_run=self.dry_run, **kwargs, **self._settings(name, replica))
 
+    def run_dir(self, name, replica=0):
+        """The run directory of experiment `name` (its `replica`-th seed) in this study (lib.study.run_dir)."""
+        return resolve.run_dir(name, self.profile, self._settings(name, replica), dry_run=self.dry_run)
+
     def runs(self, name, **kwargs):
         """[run(name, i) for every seed i of `name` in this study]: one run per seed, the first the one of `run`."""
         return [self.run(name, replica, **kwargs) for replica in range(self.replicas(name))]

@@ -1,7 +1,8 @@
 """The one registry of named experiments and profiles: plain data, read by lib.study.resolve.
 
 Profiles change sizes and epochs, never code paths: `smoke` (seconds, for tests), `sample` (the embedded
-sample on a CPU, the default) and `full` (the real data set on a GPU with the reference settings).
+sample on a CPU, the default), `cpu-full` (the real data set on a CPU overnight: 64 px images and a few epochs,
+docs/cpu-full.md) and `full` (the real data set on a GPU with the reference settings).
 """
 import os
 from pathlib import Path
@@ -38,7 +39,20 @@ PROFILES = {
     "smoke": dict(image_size=32, epochs=2, batch_size=16, val_batch_size=32, train_images=96, val_images=48,
                   warmup_epochs=0.5, log_every=1),
     "sample": dict(image_size=64, epochs=8, batch_size=64, val_batch_size=100, warmup_epochs=1, log_every=10),
+    # The reference's recipe (batch 256, SGD lr 0.1, cosine) on all the data at 64 px for 4 epochs.
+    "cpu-full": dict(image_size=64, epochs=4, warmup_epochs=1),
     "full": dict(num_workers=8),
+}
+
+
+# What a report of each profile is, said at its top (lib.report.build).
+PROFILE_SCOPES = {
+    "smoke": "a test of the pipeline on a few images of the embedded sample; its numbers are not results",
+    "sample": "the study on the embedded sample of the data set, at 64 x 64 pixels for a few epochs, on a CPU",
+    "cpu-full": "a reduced-scale reproduction on the full data set: every image, at 64 x 64 pixels instead of "
+                "128 x 128 and for a few epochs instead of the reference's 60 to 90, sized for a CPU overnight",
+    "full": "the reproduction at the reference's scale: the full data set at 128 x 128 pixels with the "
+            "reference's epochs, on a GPU",
 }
 
 
@@ -64,7 +78,7 @@ ATTACKS = dict(
     default=dict(num_steps=10, step_size=0.01, epsilon=0.1),
     epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
     grid_steps=(5, 10, 20), grid_scales=(0.25, 0.5, 1, 2),
-    images=dict(smoke=16, sample=None, full=None),
+    images={"smoke": 16, "sample": None, "cpu-full": None, "full": None},
 )
 
 
@@ -82,7 +96,7 @@ STRONG_ATTACKS = dict(
 
 # Training seeds per experiment behind a comparative finding (SEEDED): seed, seed + 1, ... each a run of its own.
 # A profile's default number; the `seeds` parameter of a study changes it.
-SEEDS = dict(smoke=1, sample=1, full=3)
+SEEDS = {"smoke": 1, "sample": 1, "cpu-full": 1, "full": 3}
 SEEDED = ("simplenet", "improvednet", "resnet18", "vit", "vit_global", "advsimplenet")
 
 
@@ -95,6 +109,14 @@ SIMPLENET_SAMPLE = dict(epochs=8, lr=0.05)
 ADV_SAMPLE = dict(epochs=3, lr=0.02, warmup_epochs=0, init_from="simplenet")
 
 
+# cpu-full (docs/cpu-full.md): where an epoch costs several of SimpleNet's, fewer epochs. The custom convolution's
+# step is several times nn.Conv2d's; ResNet-18 at 64 px does 3.7x SimpleNet's FLOPs; a PGD-4 training step costs
+# about five plain ones, so AdvSimpleNet is fine-tuned adversarially from SimpleNet for one epoch, as on the sample.
+CUSTOM_CPU_FULL = dict(epochs=2)
+RESNET_CPU_FULL = dict(epochs=2)
+ADV_CPU_FULL = dict(ADV_SAMPLE, epochs=1)
+
+
 # CNNs train in channels_last memory format, the layout oneDNN and cuDNN convolutions prefer (measured on a 2-core
 # AVX2 CPU: a training step of SimpleNet 1.5x, ImprovedNet 1.3x, ResNet-18 1.2x faster at 64 px, batch 64).
 CNN_TRAIN = dict(channels_last=True)
@@ -103,9 +125,11 @@ CNN_TRAIN = dict(channels_last=True)
 VIT_TRAIN = dict(optimizer="adamw", lr=0.01, weight_decay=0.05, grad_clip=1.0)
 
 
-# Smaller inputs keep the reference's 8x8 token grid (four 4x4 windows) through a smaller patch; the sample
-# also narrows the tokens (192 -> 64) so that both ViTs train within the CPU report's time budget.
-VIT_SAMPLE = dict(epochs=6, model_kwargs=dict(patch_size=8, embed_dim=64))  # 64 px / patch 8
+# Smaller inputs keep the reference's 8x8 token grid (four 4x4 windows) through a smaller patch; the CPU profiles
+# also narrow the tokens (192 -> 64) so that both ViTs train within a CPU report's time budget.
+VIT_64PX = dict(patch_size=8, embed_dim=64)  # 64 px / patch 8
+VIT_SAMPLE = dict(epochs=6, model_kwargs=VIT_64PX)
+VIT_CPU_FULL = dict(model_kwargs=VIT_64PX)
 
 
 VIT_SMOKE = dict(model_kwargs=dict(patch_size=4, embed_dim=64))  # 32 px / patch 4
@@ -117,7 +141,7 @@ EXPERIMENTS = {
         full=dict(epochs=60), sample=SIMPLENET_SAMPLE),
     "simplenet_custom": dict(
         title="SimpleNet (custom conv)", model="simplenet", model_kwargs=dict(conv="custom"), train=CNN_TRAIN,
-        full=dict(epochs=10), sample=dict(SIMPLENET_SAMPLE, epochs=3)),
+        full=dict(epochs=10), sample=dict(SIMPLENET_SAMPLE, epochs=3), **{"cpu-full": CUSTOM_CPU_FULL}),
     # REFERENCE.md: the improved CNN's curve peaks near lr 0.1 while its table lists lr 0.01 / wd 0.05;
     # `improvednet` follows the curve, `improvednet_table` the table.
     "improvednet": dict(
@@ -128,14 +152,16 @@ EXPERIMENTS = {
         train=dict(CNN_TRAIN, lr=0.01, weight_decay=0.05), full=dict(epochs=60)),
     "resnet18": dict(
         title="ResNet-18", model="resnet18", model_kwargs=dict(pretrained="auto"), train=CNN_TRAIN,
-        full=dict(epochs=60, model_kwargs=dict(pretrained=True)), sample=dict(epochs=3)),
+        full=dict(epochs=60, model_kwargs=dict(pretrained=True)), sample=dict(epochs=3),
+        **{"cpu-full": RESNET_CPU_FULL}),
     "vit": dict(
         title="ViT (window attention)", model="vit", train=VIT_TRAIN, full=dict(epochs=90), sample=VIT_SAMPLE,
-        smoke=VIT_SMOKE),
+        smoke=VIT_SMOKE, **{"cpu-full": VIT_CPU_FULL}),
     "vit_global": dict(
         title="ViT (global attention)", model="vit", model_kwargs=dict(window_block_indexes=()),
-        train=VIT_TRAIN, full=dict(epochs=90), sample=VIT_SAMPLE, smoke=VIT_SMOKE),
+        train=VIT_TRAIN, full=dict(epochs=90), sample=VIT_SAMPLE, smoke=VIT_SMOKE, **{"cpu-full": VIT_CPU_FULL}),
     "advsimplenet": dict(
         title="AdvSimpleNet (PGD training)", model="simplenet", model_kwargs=dict(conv="native"),
-        train=dict(CNN_TRAIN, adversarial=ADVERSARIAL_TRAINING), full=dict(epochs=70), sample=ADV_SAMPLE),
+        train=dict(CNN_TRAIN, adversarial=ADVERSARIAL_TRAINING), full=dict(epochs=70), sample=ADV_SAMPLE,
+        **{"cpu-full": ADV_CPU_FULL}),
 }

@@ -89,6 +89,16 @@ def measure_training_step(model, images, labels, optimizer=None, repeats=5, prec
     return {"seconds_per_step": seconds, "images_per_s": images.shape[0] / seconds, "peak_memory_mb": peak / 2**20}
 
 
+def time_training_step(model, images, labels, optimizer, precision="fp32"):
+    """Wall seconds of one training step of `model` (in training mode) on one batch in `precision`, after one
+    untimed warm-up step; the optimizer updates the weights (a measurement for an estimate, on a throw-away
+    model). images (B, C, H, W) and labels (B,) on the model's device."""
+    step = functools.partial(_training_step, model.train(), images, labels, optimizer)
+    with precision_context(precision, images.device):
+        step()
+        return timed(step, images.device)
+
+
 def compare_training_steps(models, images, labels, optimizers=None, rounds=5, repeats=3, precision="fp32"):
     """`measure_training_step` for several models side by side on one batch, all in one `precision`.
 

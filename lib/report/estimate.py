@@ -1,0 +1,172 @@
+"""The whole report's expected time, said before it starts: the work of every run still to train and of the
+attacks and cost measurements the notebooks make, times a training step of each model measured on this machine.
+
+Work is counted in *image steps*: one image through one training step (forward, backward, optimizer update).
+A forward pass without gradients (validation, predictions) counts EVAL_STEP of one; one PGD iteration on one
+image (a forward and a backward pass) counts one, at the attack's precision (lib.report.analysis.PRECISION).
+A finished run with the same configuration costs nothing: it and its cached analyses are re-used. Not counted:
+decoding a data set into its cache the first time (lib.data.decoded announces it), starting kernels, exports.
+"""
+import json
+from pathlib import Path
+import time
+
+import torch
+
+from lib import study
+from lib.core import devices
+from lib.core.progress import duration
+from lib.data.layout import read_list
+from lib.report.analysis import CURVE_IMAGES, PRECISION as ATTACK_PRECISION
+from lib.report.measurements import REPEATS, ROUNDS
+from lib.training import step_costs
+from lib.training.trainer import build_optimizer
+
+
+EVAL_STEP = 1 / 3  # a forward pass costs about a third of forward + backward (the backward pass about twice it)
+CPU_MEASURE_BATCH = 64  # a CPU's time per image hardly depends on the batch beyond this; a GPU's does (full batch)
+# The notebooks' attacks (03 and 04): the default attack and the robustness curve of each attacked experiment,
+# and the steps-by-epsilon grid of SimpleNet's (lib.report.analysis on ATTACKS's settings).
+ATTACKED = {"simplenet": ("default", "curve", "grid"), "advsimplenet": ("default", "curve")}
+# The cost measurements (lib.report.measurements): models timed side by side, each for ROUNDS rounds of a
+# warm-up, REPEATS timed steps and one memory-recording step at its run's batch size.
+MEASURED = ("simplenet", "simplenet_custom", "vit", "vit_global", "simplenet", "vit")
+
+
+def training_steps(cfg, train_size, val_size):
+    """Image steps of a training run of configuration `cfg` on `train_size` training and `val_size` validation
+    images: per epoch, its optimizer steps x batch x (1 + the PGD iterations that craft each adversarial batch)
+    and one evaluation of the validation images (train_batches / val_batches cap them, as in the trainer)."""
+    steps = train_size // cfg["batch_size"]
+    steps = min(steps, cfg["train_batches"] or steps)
+    crafting = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
+    return cfg["epochs"] * (steps * cfg["batch_size"] * (1 + crafting) + _evaluated(cfg, val_size) * EVAL_STEP)
+
+
+def attack_steps(parts, attack, val_size):
+    """Image steps of the attacks `parts` ('default', 'curve', 'grid') on one model; attack: the resolved
+    attack settings (lib.study.attack_settings); val_size: the validation images the run's predictions cover.
+    Each attack also classifies its images once clean and once attacked."""
+    images = min(attack["images"] or val_size, val_size)
+    curve_images = min(images, CURVE_IMAGES)
+    iterations = {"default": (images, [attack["default"]["num_steps"]]),
+                  "curve": (curve_images, [attack["default"]["num_steps"]] * len(attack["epsilons"])),
+                  "grid": (curve_images, [max(attack["grid_steps"])] * len(attack["grid_scales"]))}
+    return sum(count * sum(n + 2 * EVAL_STEP for n in per_attack)
+               for count, per_attack in (iterations[part] for part in parts))
+
+
+def measurement_steps(cfg):
+    """Training steps (batches) one side-by-side cost measurement of `cfg`'s model times (MEASURED), at most
+    the dry run's effort in a dry run."""
+    rounds, repeats = (1, 1) if cfg["dry_run"] else (ROUNDS, REPEATS)
+    return rounds * (repeats + 2)
+
+
+def _evaluated(cfg, val_size):
+    """Validation images one evaluation of `cfg` covers (val_images and val_batches cap them)."""
+    images = min(val_size, cfg["val_images"] or val_size)
+    return min(images, (cfg["val_batches"] or images) * cfg["val_batch_size"])
+
+
+def total_seconds(plan, seconds_per_image):
+    """Seconds of a plan: plan [(model key, precision, image steps)]; seconds_per_image {(key, precision): s}."""
+    return sum(steps * seconds_per_image[(key, precision)] for key, precision, steps in plan)
+
+
+def training_precision(cfg, device):
+    """The precision a run of `cfg` trains in on `device`: bf16 for amp='bf16', and for amp='auto' where the
+    device has native bf16 (the trainer keeps fp32 on a CPU where bf16 is not at least
+    lib.training.trainer.AMP_MIN_SPEEDUP times faster: the estimate is then that much too low at most)."""
+    native = devices.has_native_bf16(device)
+    return "bf16" if native and (cfg["amp"] == "bf16" or cfg["amp"] == "auto") else "fp32"
+
+
+def model_key(cfg):
+    """What a step's time depends on: the model, its arguments, the image size and the memory layout."""
+    return json.dumps([cfg["model"], cfg["model_kwargs"], cfg["image_size"], cfg["channels_last"]], sort_keys=True)
+
+
+def plan(parameters, device, attack=None):
+    """(the report's work [(model key, precision, image steps)], the configurations it needs {key: cfg}, the
+    experiments to train): every experiment that has no finished run yet (all with force_retrain), the attacks of
+    the attacked ones, and the cost measurements when one of their runs is still to train.
+    parameters: a lib.study.Study; device: a torch.device; attack: a notebook's attack overrides."""
+    configs = {name: parameters.config(name) for name in study.EXPERIMENTS}
+    to_train = {name for name, cfg in configs.items()
+                if parameters.force_retrain or not _finished(name, cfg, parameters)}
+    attack = study.attack_settings(parameters.profile, parameters.dry_run, **(attack or {}))
+    work, needed = [], {}
+    for name in to_train:
+        cfg = configs[name]
+        train_size, val_size = _sizes(cfg)
+        needed[model_key(cfg)] = cfg
+        # training, then the predictions every notebook reads (in fp32, counted at the training step's cost)
+        work.append((model_key(cfg), training_precision(cfg, device),
+                     training_steps(cfg, train_size, val_size) + _evaluated(cfg, val_size) * EVAL_STEP))
+        if name in ATTACKED:
+            work.append((model_key(cfg), ATTACK_PRECISION,
+                         attack_steps(ATTACKED[name], attack, _evaluated(cfg, val_size))))
+    for name in MEASURED if to_train & set(MEASURED) else ():
+        cfg = configs[name]
+        batch = min(cfg["batch_size"], study.DRY_RUN["measure_batch"]) if cfg["dry_run"] else cfg["batch_size"]
+        needed[model_key(cfg)] = cfg
+        work.append((model_key(cfg), training_precision(cfg, device), measurement_steps(cfg) * batch))
+    return work, needed, sorted(to_train)
+
+
+def _finished(name, cfg, parameters):
+    """Whether experiment `name` has a finished run of configuration `cfg` (which the report re-uses)."""
+    path = study.run_dir(name, parameters.profile, parameters.overrides.get(name), dry_run=parameters.dry_run)
+    config_file = path / "config.json"
+    return ((path / "metrics.json").exists() and config_file.exists()
+            and json.loads(config_file.read_text()) == json.loads(json.dumps(cfg)))
+
+
+def _sizes(cfg):
+    """(training images, validation images) a run of `cfg` uses (train_images / val_images cap the lists)."""
+    root = Path(cfg["data_dir"])
+    train, val = len(read_list(root, "train")), len(read_list(root, "val"))
+    return min(train, cfg["train_images"] or train), min(val, cfg["val_images"] or val)
+
+
+def measure(needed, work, device):
+    """{(model key, precision): seconds per image} of one timed training step (after a warm-up step) of each
+    model in `needed` ({key: cfg}) in each precision `work` uses it in, on a seeded random batch of its run's
+    batch size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer."""
+    seconds = {}
+    for key, precision in sorted({(key, precision) for key, precision, _ in work}):
+        cfg = needed[key]
+        batch = cfg["batch_size"] if device.type == "cuda" else min(cfg["batch_size"], CPU_MEASURE_BATCH)
+        generator = torch.Generator().manual_seed(0)
+        images = torch.rand(batch, 3, cfg["image_size"], cfg["image_size"], generator=generator).to(device)
+        labels = torch.randint(0, 100, (batch,), generator=generator).to(device)
+        if cfg["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        model = study.build_model(cfg, pretrained=False).to(device)
+        step = step_costs.time_training_step(model, images, labels, build_optimizer(model, cfg), precision)
+        seconds[(key, precision)] = step / batch
+    return seconds
+
+
+def estimate(parameters, attack=None):
+    """The expected time of a report with the parameters of a lib.study.Study (its device, force_retrain,
+    profile, overrides) and a notebook's `attack` overrides: {'seconds', 'runs': experiments still to train,
+    'device': the device's name, 'measured': seconds the measuring itself took}."""
+    began = time.perf_counter()
+    dev = devices.resolve_device(parameters.device)
+    work, needed, trained = plan(parameters, dev, attack)
+    seconds = total_seconds(work, measure(needed, work, dev))
+    return {"seconds": seconds, "runs": len(trained), "device": devices.device_name(dev),
+            "measured": time.perf_counter() - began}
+
+
+def describe(result):
+    """The line the terminal shows before the report starts, from an `estimate` result."""
+    if not result["runs"]:
+        return (f"Estimated time of this report: about {duration(result['seconds'])} on {result['device']} "
+                "(every run is finished and re-used)")
+    return (f"Estimated time of this report: about {duration(result['seconds'])} on {result['device']} "
+            f"({result['runs']} runs to train; from one training step of each model measured just now, in "
+            f"{duration(result['measured'])}; other work on the machine and a first decode of the data set add "
+            "to it)")

@@ -1,0 +1,71 @@
+"""The report's time estimate: its arithmetic on constructed inputs, what it counts, and the measured step."""
+import json
+
+import pytest
+import torch
+
+from lib import study
+from lib.report import estimate
+from lib.study.parameters import Study
+
+
+def run_config(**changes):
+    """A training configuration with only what the arithmetic reads."""
+    return {"epochs": 2, "batch_size": 10, "train_batches": None, "val_batches": None, "val_images": None,
+            "val_batch_size": 5, "adversarial": None, **changes}
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, 2 * (100 + 30 / 3)),  # 105 images make 10 full batches of 10; 30 val images at a third of a step
+    ({"adversarial": {"num_steps": 4}}, 2 * (5 * 100 + 30 / 3)),  # each batch crafted by 4 PGD iterations
+    ({"train_batches": 3, "val_batches": 2}, 2 * (30 + 10 / 3)),  # capped: 3 steps, 2 val batches of 5
+    ({"val_images": 12, "epochs": 1}, 100 + 12 / 3),
+])
+def test_training_steps(changes, expected):
+    assert estimate.training_steps(run_config(**changes), train_size=105, val_size=30) == pytest.approx(expected)
+
+
+def test_attack_steps():
+    attack = {"default": {"num_steps": 10}, "images": None, "epsilons": (1, 2, 3, 4, 5), "grid_steps": (5, 10, 20),
+              "grid_scales": (0.5, 1, 2, 4)}
+    curve = estimate.CURVE_IMAGES
+    per_image = 2 / 3  # one clean and one attacked classification
+    assert estimate.attack_steps(("default",), attack, 1000) == pytest.approx(1000 * (10 + per_image))
+    assert estimate.attack_steps(("curve", "grid"), attack, 1000) == pytest.approx(
+        curve * 5 * (10 + per_image) + curve * 4 * (20 + per_image))
+    capped = dict(attack, images=50)  # fewer images than the curve's cap: every attack uses 50
+    assert estimate.attack_steps(("default", "curve"), capped, 1000) == pytest.approx(50 * 6 * (10 + per_image))
+
+
+def test_total_seconds_and_the_printed_line():
+    plan = [("a", "bf16", 1000), ("a", "fp32", 10), ("b", "bf16", 500)]
+    seconds = estimate.total_seconds(plan, {("a", "bf16"): 0.002, ("a", "fp32"): 0.5, ("b", "bf16"): 6.0})
+    assert seconds == pytest.approx(2 + 5 + 3000)
+    line = estimate.describe({"seconds": seconds, "runs": 3, "device": "cpu (x86_64, 2 threads)", "measured": 12})
+    assert line.startswith("Estimated time of this report: about 50 min 07 s on cpu (x86_64, 2 threads) "
+                           "(3 runs to train; ") and "measured just now, in 12 s" in line
+    assert "every run is finished" in estimate.describe({"seconds": 4, "runs": 0, "device": "x", "measured": 1})
+
+
+def test_plan_counts_what_is_left_to_train(tmp_path, monkeypatch):
+    monkeypatch.setattr(study.resolve, "RESULTS_DIR", tmp_path)
+    parameters, cpu = Study("smoke"), torch.device("cpu")
+    work, needed, trained = estimate.plan(parameters, cpu)
+    assert trained == sorted(study.EXPERIMENTS)
+    simplenet = estimate.model_key(parameters.config("simplenet"))
+    assert {key for key, _, _ in work} == set(needed) and simplenet in needed
+    assert (simplenet, estimate.ATTACK_PRECISION) in {(key, precision) for key, precision, _ in work}
+    for name in study.EXPERIMENTS:  # every run finished with this configuration: nothing left
+        path = study.run_dir(name, "smoke")
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(json.dumps(parameters.config(name)))
+        (path / "metrics.json").write_text("{}")
+    assert estimate.plan(parameters, cpu) == ([], {}, [])
+    assert estimate.plan(Study("smoke", force_retrain=True), cpu)[2] == sorted(study.EXPERIMENTS)
+
+
+def test_measured_step_is_per_image_and_positive():
+    cfg = study.config("simplenet", "smoke")
+    key = estimate.model_key(cfg)
+    seconds = estimate.measure({key: cfg}, [(key, "fp32", 1)], torch.device("cpu"))
+    assert list(seconds) == [(key, "fp32")] and 0 < seconds[(key, "fp32")] < 1
