@@ -96,10 +96,12 @@ def plan(parameters, device, attack=None):
     to_train = {name for name, cfg in configs.items()
                 if parameters.force_retrain or not _finished(name, cfg, parameters)}
     attack = study.attack_settings(parameters.profile, parameters.dry_run, **(attack or {}))
+    root = Path(next(iter(configs.values()))["data_dir"])  # one data set for the whole study
+    lists = len(read_list(root, "train")), len(read_list(root, "val"))
     work, needed = [], {}
     for name in to_train:
         cfg = configs[name]
-        train_size, val_size = _sizes(cfg)
+        train_size, val_size = _sizes(cfg, lists)
         needed[model_key(cfg)] = cfg
         # training, then the predictions every notebook reads (in fp32, counted at the training step's cost)
         work.append((model_key(cfg), training_precision(cfg, device),
@@ -123,10 +125,10 @@ def _finished(name, cfg, parameters):
             and json.loads(config_file.read_text()) == json.loads(json.dumps(cfg)))
 
 
-def _sizes(cfg):
-    """(training images, validation images) a run of `cfg` uses (train_images / val_images cap the lists)."""
-    root = Path(cfg["data_dir"])
-    train, val = len(read_list(root, "train")), len(read_list(root, "val"))
+def _sizes(cfg, lists):
+    """(training images, validation images) a run of `cfg` uses: lists (entries of train.txt, of val.txt)
+    capped by train_images / val_images."""
+    train, val = lists
     return min(train, cfg["train_images"] or train), min(val, cfg["val_images"] or val)
 
 
