@@ -8,7 +8,6 @@ A finished run with the same configuration costs nothing: it and its cached anal
 decoding a data set into its cache the first time (lib.data.decoded announces it), starting kernels, exports.
 """
 import json
-from pathlib import Path
 import time
 
 import torch
@@ -16,9 +15,10 @@ import torch
 from lib import study
 from lib.core import devices
 from lib.core.progress import duration
-from lib.data.layout import read_list
+from lib.data.layout import fingerprint
 from lib.report.analysis import CURVE_IMAGES, PRECISION as ATTACK_PRECISION
 from lib.report.measurements import REPEATS, ROUNDS
+from lib.study import runs
 from lib.training import step_costs
 from lib.training.trainer import build_optimizer
 
@@ -96,8 +96,8 @@ def plan(parameters, device, attack=None):
     to_train = {name for name, cfg in configs.items()
                 if parameters.force_retrain or not _finished(name, cfg, parameters)}
     attack = study.attack_settings(parameters.profile, parameters.dry_run, **(attack or {}))
-    root = Path(next(iter(configs.values()))["data_dir"])  # one data set for the whole study
-    lists = len(read_list(root, "train")), len(read_list(root, "val"))
+    listed = fingerprint(next(iter(configs.values()))["data_dir"])  # one data set for the whole study
+    lists = listed["train_images"], listed["val_images"]
     work, needed = [], {}
     for name in to_train:
         cfg = configs[name]
@@ -120,9 +120,7 @@ def plan(parameters, device, attack=None):
 def _finished(name, cfg, parameters):
     """Whether experiment `name` has a finished run of configuration `cfg` (which the report re-uses)."""
     path = study.run_dir(name, parameters.profile, parameters.overrides.get(name), dry_run=parameters.dry_run)
-    config_file = path / "config.json"
-    return ((path / "metrics.json").exists() and config_file.exists()
-            and json.loads(config_file.read_text()) == json.loads(json.dumps(cfg)))
+    return runs.finished_run(path, cfg)
 
 
 def _sizes(cfg, lists):

@@ -205,6 +205,16 @@ def _prepare(path, cfg, force):
     write_json(config_file, wanted)
 
 
+def finished_run(path, cfg):
+    """Whether `path` holds a finished run that computes what configuration `cfg` (lib.study.config) does:
+    one that `run` re-uses."""
+    config_file = Path(path) / "config.json"
+    if not ((Path(path) / "metrics.json").exists() and config_file.exists()):
+        return False
+    wanted = json.loads(json.dumps({**cfg, "dataset": data.fingerprint(cfg["data_dir"])}))
+    return _same_computation(json.loads(config_file.read_text()), wanted, path)
+
+
 def _computation(cfg):
     """The settings of a configuration that decide what its run computes: every one but the data set's place and
     fingerprint (compared apart) and EXECUTION_SETTINGS; settings it does not record at their defaults."""
