@@ -133,7 +133,9 @@ def _sizes(cfg, lists):
 def measure(needed, work, device):
     """{(model key, precision): seconds per image} of one timed training step (after a warm-up step) of each
     model in `needed` ({key: cfg}) in each precision `work` uses it in, on a seeded random batch of its run's
-    batch size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer."""
+    batch size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer. On a GPU the step's wall time;
+    on a CPU the process's CPU time over its threads: the step's time when the cores are its own, which other
+    work on a shared machine inflates far less than the wall time (waiting threads still count)."""
     seconds = {}
     for key, precision in sorted({(key, precision) for key, precision, _ in work}):
         cfg = needed[key]
@@ -144,7 +146,12 @@ def measure(needed, work, device):
         if cfg["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
         model = study.build_model(cfg, pretrained=False).to(device)
-        step = step_costs.time_training_step(model, images, labels, build_optimizer(model, cfg), precision)
+        optimizer = build_optimizer(model, cfg)
+        if device.type == "cuda":
+            step = step_costs.time_training_step(model, images, labels, optimizer, precision)
+        else:
+            step = step_costs.time_training_step(model, images, labels, optimizer, precision,
+                                                 clock=time.process_time) / torch.get_num_threads()
         seconds[(key, precision)] = step / batch
     return seconds
 
@@ -168,5 +175,5 @@ def describe(result):
                 "(every run is finished and re-used)")
     return (f"Estimated time of this report: about {duration(result['seconds'])} on {result['device']} "
             f"({result['runs']} runs to train; from one training step of each model measured just now, in "
-            f"{duration(result['measured'])}; other work on the machine and a first decode of the data set add "
-            "to it)")
+            f"{duration(result['measured'])}, as if the machine were the report's alone; other work on it and a "
+            "first decode of the data set add to it)")

@@ -18,13 +18,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from lib.core.devices import PRECISIONS, precision_context, synchronize
 
 
-def timed(step, device):
-    """Wall-clock seconds of step(), the device's queued work included."""
+def timed(step, device, clock=time.perf_counter):
+    """Seconds of step() by `clock` (default: wall-clock), the device's queued work included."""
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     step()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def _training_step(model, images, labels, optimizer):
@@ -89,14 +89,14 @@ def measure_training_step(model, images, labels, optimizer=None, repeats=5, prec
     return {"seconds_per_step": seconds, "images_per_s": images.shape[0] / seconds, "peak_memory_mb": peak / 2**20}
 
 
-def time_training_step(model, images, labels, optimizer, precision="fp32"):
-    """Wall seconds of one training step of `model` (in training mode) on one batch in `precision`, after one
-    untimed warm-up step; the optimizer updates the weights (a measurement for an estimate, on a throw-away
-    model). images (B, C, H, W) and labels (B,) on the model's device."""
+def time_training_step(model, images, labels, optimizer, precision="fp32", clock=time.perf_counter):
+    """Seconds (by `clock`, default wall-clock) of one training step of `model` (in training mode) on one batch
+    in `precision`, after one untimed warm-up step; the optimizer updates the weights (a measurement for an
+    estimate, on a throw-away model). images (B, C, H, W) and labels (B,) on the model's device."""
     step = functools.partial(_training_step, model.train(), images, labels, optimizer)
     with precision_context(precision, images.device):
         step()
-        return timed(step, images.device)
+        return timed(step, images.device, clock)
 
 
 def compare_training_steps(models, images, labels, optimizers=None, rounds=5, repeats=3, precision="fp32"):
