@@ -27,12 +27,14 @@ def test_training_steps(changes, expected):
 
 def test_attack_steps():
     attack = {"default": {"num_steps": 10}, "images": None, "epsilons": (1, 2, 3, 4, 5), "grid_steps": (5, 10, 20),
-              "grid_scales": (0.5, 1, 2, 4)}
+              "grid_scales": (0.5, 1, 2, 4), "strong": {"num_steps": 25, "restarts": 2, "target_classes": 9},
+              "strong_images": 300}
     curve = estimate.CURVE_IMAGES
     per_image = 2 / 3  # one clean and one attacked classification
     assert estimate.attack_steps(("default",), attack, 1000) == pytest.approx(1000 * (10 + per_image))
     assert estimate.attack_steps(("curve", "grid"), attack, 1000) == pytest.approx(
         curve * 5 * (10 + per_image) + curve * 4 * (20 + per_image))
+    assert estimate.attack_steps(("strong",), attack, 1000) == pytest.approx(300 * 10 * (50 + per_image))
     capped = dict(attack, images=50)  # fewer images than the curve's cap: every attack uses 50
     assert estimate.attack_steps(("default", "curve"), capped, 1000) == pytest.approx(50 * 6 * (10 + per_image))
 
@@ -51,17 +53,19 @@ def test_plan_counts_what_is_left_to_train(tmp_path, monkeypatch):
     monkeypatch.setattr(study.resolve, "RESULTS_DIR", tmp_path)
     parameters, cpu = Study("smoke"), torch.device("cpu")
     work, needed, trained = estimate.plan(parameters, cpu)
-    assert trained == sorted(study.EXPERIMENTS)
+    assert trained == sorted((name, 0) for name in study.EXPERIMENTS)
     simplenet = estimate.model_key(parameters.config("simplenet"))
     assert {key for key, _, _ in work} == set(needed) and simplenet in needed
     assert (simplenet, estimate.ATTACK_PRECISION) in {(key, precision) for key, precision, _ in work}
     for name in study.EXPERIMENTS:  # every run finished with this configuration: nothing left
-        path = study.run_dir(name, "smoke")
+        path = parameters.run_dir(name)
         path.mkdir(parents=True)
         (path / "config.json").write_text(json.dumps(parameters.config(name)))
         (path / "metrics.json").write_text("{}")
     assert estimate.plan(parameters, cpu) == ([], {}, [])
-    assert estimate.plan(Study("smoke", force_retrain=True), cpu)[2] == sorted(study.EXPERIMENTS)
+    assert estimate.plan(Study("smoke", force_retrain=True), cpu)[2] == sorted((n, 0) for n in study.EXPERIMENTS)
+    two_seeds = estimate.plan(Study("smoke", seeds=2), cpu)[2]  # the seeded experiments' second seeds are new
+    assert two_seeds == sorted((name, 1) for name in study.SEEDED)
 
 
 def test_measured_step_is_per_image_and_positive():

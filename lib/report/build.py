@@ -284,7 +284,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
                       dry_run=bool(dry_run), seeds=seeds)
     if progress:
         expected = estimate.estimate(Study(profile, str(data_dir or ""), device, bool(force_retrain), bool(dry_run),
-                                           overrides or {}), attack)
+                                           overrides or {}, seeds), attack)
         print(estimate.describe(expected), file=sys.stderr, flush=True)
     executed, times = [], {}
     with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \

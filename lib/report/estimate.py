@@ -25,9 +25,11 @@ from lib.training.trainer import build_optimizer
 
 EVAL_STEP = 1 / 3  # a forward pass costs about a third of forward + backward (the backward pass about twice it)
 CPU_MEASURE_BATCH = 64  # a CPU's time per image hardly depends on the batch beyond this; a GPU's does (full batch)
-# The notebooks' attacks (03 and 04): the default attack and the robustness curve of each attacked experiment,
-# and the steps-by-epsilon grid of SimpleNet's (lib.report.analysis on ATTACKS's settings).
-ATTACKED = {"simplenet": ("default", "curve", "grid"), "advsimplenet": ("default", "curve")}
+# The notebooks' attacks (03 and 04): the default attack, the strong attacks (APGD-CE and APGD-T) and the
+# robustness curve of each attacked experiment, and the steps-by-epsilon grid of SimpleNet's (lib.report.analysis
+# on lib.study.attack_settings). PER_SEED: those that evaluate every seed's run, the others the first seed's.
+ATTACKED = {"simplenet": ("default", "strong", "curve", "grid"), "advsimplenet": ("default", "strong", "curve")}
+PER_SEED = ("default", "strong")
 # The cost measurements (lib.report.measurements): models timed side by side, each for ROUNDS rounds of a
 # warm-up, REPEATS timed steps and one memory-recording step at its run's batch size.
 MEASURED = ("simplenet", "simplenet_custom", "vit", "vit_global", "simplenet", "vit")
@@ -44,12 +46,16 @@ def training_steps(cfg, train_size, val_size):
 
 
 def attack_steps(parts, attack, val_size):
-    """Image steps of the attacks `parts` ('default', 'curve', 'grid') on one model; attack: the resolved
-    attack settings (lib.study.attack_settings); val_size: the validation images the run's predictions cover.
-    Each attack also classifies its images once clean and once attacked."""
+    """Image steps of the attacks `parts` ('default', 'strong', 'curve', 'grid') on one model; attack: the
+    resolved attack settings (lib.study.attack_settings); val_size: the validation images the run's predictions
+    cover. Each attack also classifies its images once clean and once attacked. APGD attacks only the images
+    still classified correctly: 'strong' counts every image for APGD-CE and each target class, an upper bound."""
     images = min(attack["images"] or val_size, val_size)
     curve_images = min(images, CURVE_IMAGES)
+    strong = attack["strong"]
     iterations = {"default": (images, [attack["default"]["num_steps"]]),
+                  "strong": (min(attack["strong_images"] or val_size, val_size),
+                             [strong["num_steps"] * strong["restarts"]] * (1 + strong["target_classes"])),
                   "curve": (curve_images, [attack["default"]["num_steps"]] * len(attack["epsilons"])),
                   "grid": (curve_images, [max(attack["grid_steps"])] * len(attack["grid_scales"]))}
     return sum(count * sum(n + 2 * EVAL_STEP for n in per_attack)
@@ -89,38 +95,33 @@ def model_key(cfg):
 
 def plan(parameters, device, attack=None):
     """(the report's work [(model key, precision, image steps)], the configurations it needs {key: cfg}, the
-    experiments to train): every experiment that has no finished run yet (all with force_retrain), the attacks of
-    the attacked ones, and the cost measurements when one of their runs is still to train.
+    runs to train [(experiment, seed replica)]): every run (each seed of a seeded experiment, Study.replicas)
+    that has not finished yet (all with force_retrain), the notebooks' attacks on them, and the cost
+    measurements when one of their runs is still to train.
     parameters: a lib.study.Study; device: a torch.device; attack: a notebook's attack overrides."""
-    configs = {name: parameters.config(name) for name in study.EXPERIMENTS}
-    to_train = {name for name, cfg in configs.items()
-                if parameters.force_retrain or not _finished(name, cfg, parameters)}
+    configs = {(name, replica): parameters.config(name, replica)
+               for name in study.EXPERIMENTS for replica in range(parameters.replicas(name))}
+    to_train = {(name, replica) for (name, replica), cfg in configs.items() if parameters.force_retrain
+                or not runs.finished_run(parameters.run_dir(name, replica), cfg)}
     attack = study.attack_settings(parameters.profile, parameters.dry_run, **(attack or {}))
     listed = fingerprint(next(iter(configs.values()))["data_dir"])  # one data set for the whole study
     lists = listed["train_images"], listed["val_images"]
     work, needed = [], {}
-    for name in to_train:
-        cfg = configs[name]
+    for name, replica in to_train:
+        cfg = configs[(name, replica)]
         train_size, val_size = _sizes(cfg, lists)
         needed[model_key(cfg)] = cfg
         # training, then the predictions every notebook reads (in fp32, counted at the training step's cost)
         work.append((model_key(cfg), training_precision(cfg, device),
                      training_steps(cfg, train_size, val_size) + _evaluated(cfg, val_size) * EVAL_STEP))
-        if name in ATTACKED:
-            work.append((model_key(cfg), ATTACK_PRECISION,
-                         attack_steps(ATTACKED[name], attack, _evaluated(cfg, val_size))))
-    for name in MEASURED if to_train & set(MEASURED) else ():
-        cfg = configs[name]
+        parts = [part for part in ATTACKED.get(name, ()) if replica == 0 or part in PER_SEED]
+        work.append((model_key(cfg), ATTACK_PRECISION, attack_steps(parts, attack, _evaluated(cfg, val_size))))
+    for name in MEASURED if {name for name, _ in to_train} & set(MEASURED) else ():
+        cfg = configs[(name, 0)]
         batch = min(cfg["batch_size"], study.DRY_RUN["measure_batch"]) if cfg["dry_run"] else cfg["batch_size"]
         needed[model_key(cfg)] = cfg
         work.append((model_key(cfg), training_precision(cfg, device), measurement_steps(cfg) * batch))
     return work, needed, sorted(to_train)
-
-
-def _finished(name, cfg, parameters):
-    """Whether experiment `name` has a finished run of configuration `cfg` (which the report re-uses)."""
-    path = study.run_dir(name, parameters.profile, parameters.overrides.get(name), dry_run=parameters.dry_run)
-    return runs.finished_run(path, cfg)
 
 
 def _sizes(cfg, lists):
