@@ -176,6 +176,5 @@ def describe(result):
                 "(every run is finished and re-used)")
     return (f"Estimated time of this report: about {duration(result['seconds'])} on {result['device']} "
             f"({result['runs']} run{'s' if result['runs'] > 1 else ''} to train; from one training step of each "
-            f"model measured just now, in "
-            f"{duration(result['measured'])}, as if the machine were the report's alone; other work on it and a "
-            "first decode of the data set add to it)")
+            f"model measured just now, in {duration(result['measured'])}, as if the machine were the report's "
+            "alone; other work on it and a first decode of the data set add to it)")
