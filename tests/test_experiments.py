@@ -50,8 +50,8 @@ def test_every_experiment_builds_in_every_profile():
 
 def test_every_profile_says_what_it_is_and_how_many_images_it_attacks():
     for profile in experiments.PROFILES:
-        assert experiments.PROFILE_SCOPES[profile]
-        experiments.attack_settings(profile)
+        assert experiments.PROFILE_SCOPES[profile] and experiments.Study(profile).seed_count >= 1
+        experiments.attack_settings(profile)  # the default and the strong attacks' images and steps
 
 
 def test_cpu_full_trains_on_every_image_at_reduced_scale():
