@@ -47,23 +47,25 @@ def test_total_seconds_and_the_printed_line():
     assert line.startswith("Estimated time of this report: about 50 min 07 s on cpu (x86_64, 2 threads) "
                            "(3 runs to train; ") and "measured just now, in 12 s" in line
     assert "every run is finished" in estimate.describe({"seconds": 4, "runs": 0, "device": "x", "measured": 1})
+    assert estimate.describe({"seconds": 0.3, "runs": 1, "device": "x", "measured": 1}).startswith(
+        "Estimated time of this report: under a second on x (1 run to train; ")
 
 
 def test_plan_counts_what_is_left_to_train(tmp_path, monkeypatch):
     monkeypatch.setattr(study.resolve, "RESULTS_DIR", tmp_path)
     parameters, cpu = Study("smoke"), torch.device("cpu")
     work, needed, trained = estimate.plan(parameters, cpu)
-    assert trained == sorted((name, 0) for name in study.EXPERIMENTS)
+    assert trained == sorted((name, 0) for name in study.REPORTED)  # improvednet_table: no notebook trains it
     simplenet = estimate.model_key(parameters.config("simplenet"))
     assert {key for key, _, _ in work} == set(needed) and simplenet in needed
     assert (simplenet, estimate.ATTACK_PRECISION) in {(key, precision) for key, precision, _ in work}
-    for name in study.EXPERIMENTS:  # every run finished with this configuration: nothing left
+    for name in study.REPORTED:  # every run finished with this configuration: nothing left
         path = parameters.run_dir(name)
         path.mkdir(parents=True)
         (path / "config.json").write_text(json.dumps(parameters.config(name)))
         (path / "metrics.json").write_text("{}")
     assert estimate.plan(parameters, cpu) == ([], {}, [])
-    assert estimate.plan(Study("smoke", force_retrain=True), cpu)[2] == sorted((n, 0) for n in study.EXPERIMENTS)
+    assert estimate.plan(Study("smoke", force_retrain=True), cpu)[2] == sorted((n, 0) for n in study.REPORTED)
     two_seeds = estimate.plan(Study("smoke", seeds=2), cpu)[2]  # the seeded experiments' second seeds are new
     assert two_seeds == sorted((name, 1) for name in study.SEEDED)
 

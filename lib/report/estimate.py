@@ -100,7 +100,7 @@ def plan(parameters, device, attack=None):
     measurements when one of their runs is still to train.
     parameters: a lib.study.Study; device: a torch.device; attack: a notebook's attack overrides."""
     configs = {(name, replica): parameters.config(name, replica)
-               for name in study.EXPERIMENTS for replica in range(parameters.replicas(name))}
+               for name in study.REPORTED for replica in range(parameters.replicas(name))}
     to_train = {(name, replica) for (name, replica), cfg in configs.items() if parameters.force_retrain
                 or not runs.finished_run(parameters.run_dir(name, replica), cfg)}
     attack = study.attack_settings(parameters.profile, parameters.dry_run, **(attack or {}))
@@ -171,10 +171,10 @@ def estimate(parameters, attack=None):
 
 def describe(result):
     """The line the terminal shows before the report starts, from an `estimate` result."""
+    span = "under a second" if result["seconds"] < 1 else f"about {duration(result['seconds'])}"
     if not result["runs"]:
-        return (f"Estimated time of this report: about {duration(result['seconds'])} on {result['device']} "
-                "(every run is finished and re-used)")
-    return (f"Estimated time of this report: about {duration(result['seconds'])} on {result['device']} "
+        return f"Estimated time of this report: {span} on {result['device']} (every run is finished and re-used)"
+    return (f"Estimated time of this report: {span} on {result['device']} "
             f"({result['runs']} run{'s' if result['runs'] > 1 else ''} to train; from one training step of each "
             f"model measured just now, in {duration(result['measured'])}, as if the machine were the report's "
             "alone; other work on it and a first decode of the data set add to it)")

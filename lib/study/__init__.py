@@ -8,7 +8,7 @@ from lib.study.registry import (  # noqa: F401 (the package's API)
     OUTPUT_ROOT, RESULTS_DIR, TRAIN_DEFAULTS, PROFILES, PROFILE_SCOPES, DRY_RUN, ADVERSARIAL_TRAINING,
     ATTACKS,
     SIMPLENET_SAMPLE, ADV_SAMPLE, CNN_TRAIN, VIT_TRAIN, VIT_SAMPLE, VIT_SMOKE, EXPERIMENTS, STRONG_ATTACKS,
-    SEEDS, SEEDED)
+    SEEDS, SEEDED, REPORTED)
 from lib.study.resolve import (  # noqa: F401 (the package's API)
     config, check_data, run_dir, attack_settings)
 from lib.study.runs import (  # noqa: F401 (the package's API)
