@@ -97,7 +97,7 @@ def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys
     assert out["times"]["01_settings.ipynb"][1:] == (1, 0)  # one run trained, none re-used
     err = capsys.readouterr().err
     assert "[1/1] 01_settings.ipynb (smoke profile, DRY RUN)" in err and "simplenet: epoch 1/1" in err
-    assert "Estimated time of this report: about " in err
+    assert "Estimated time of this report: " in err
     assert "Kernel is running over TCP without encryption" not in err
 
 
