@@ -8,13 +8,11 @@ Uses (or trains) the profile's runs as a report does, then times each attack ove
 runs them) without touching the cached analyses. The table gives medians over the repeats, the images whose
 attacks run (the ones the model gets right) and the robust top-1. Writes benchmarks/apgd.json.
 """
-import argparse
-import json
-from pathlib import Path
 import statistics
 
 import torch
 
+import benchmarks
 from lib import attacks, experiments
 from lib.report import analysis
 from lib.report.analysis import STRONG_BATCH, _final_model
@@ -72,21 +70,10 @@ def print_table(result):
     print(f"the stronger attacks on both models: {result['strong_seconds']:.1f} s")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(parser):
     parser.add_argument("--profile", default="sample")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = run(args)
-    print_table(result)
-    out = Path(__file__).with_suffix(".json")
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    benchmarks.main(__file__, __doc__, arguments, run, print_table)

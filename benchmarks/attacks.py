@@ -7,15 +7,13 @@ input only); the table gives medians over the repeats and the ratio PGD / floor 
 A last row times one forward + backward that also computes the weight gradients, to show what
 freezing the parameters saves. Writes benchmarks/attacks.json.
 """
-import argparse
-import json
-from pathlib import Path
 import statistics
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+import benchmarks
 from lib.attacks.pgd import PGDAttack, frozen_eval
 from lib.data.transforms import Normalize
 from lib.training.step_costs import timed
@@ -106,22 +104,11 @@ def print_table(result):
     print("floor = num_steps x (forward + backward w.r.t. the input only), same model and batch")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(parser):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=128, choices=(64, 128))
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = run(args)
-    print_table(result)
-    out = Path(__file__).with_suffix(".json")
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    benchmarks.main(__file__, __doc__, arguments, run, print_table)
