@@ -20,6 +20,7 @@ import torch
 
 from lib import experiments
 from lib.report.analysis import CURVE_IMAGES
+from lib.report.estimate import ATTACKED, PER_SEED  # the notebooks' attacks, one list for both estimates
 from lib.training.step_costs import backward_flops, forward_flops
 
 
@@ -46,11 +47,6 @@ RUN_SECONDS = (15, 30, 90)
 DECODE_SECONDS = (30, 60, 180)
 
 
-# The attacks of notebooks 03 and 04 per attacked experiment (lib.study.ATTACKS, full profile: every validation
-# image for the default attack, CURVE_IMAGES for the robustness curve and the steps x epsilon grid;
-# lib.study.STRONG_ATTACKS for APGD-CE and APGD-T). PER_SEED: the attacks that evaluate every seed's run.
-ATTACKED = {"simplenet": ("default", "strong", "curve", "grid"), "advsimplenet": ("default", "strong", "curve")}
-PER_SEED = ("default", "strong")
 
 
 def attack_steps():
