@@ -1,4 +1,5 @@
-"""Shared test set-up: the `cuda` marker and small data sets cut from the embedded sample.
+"""Shared test set-up: the `cuda` marker, small data sets cut from the embedded sample, and constructed attack
+summaries.
 
 Tests marked `cuda` need a CUDA GPU: they are skipped, with a reason, where none is visible
 (`python -m pytest -m cuda` runs only them; benchmarks/gpu_check.py does so on a GPU machine).
@@ -6,10 +7,12 @@ Tests marked `cuda` need a CUDA GPU: they are skipped, with a reason, where none
 import shutil
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from lib import data
+from lib.attacks.evaluation import summarise
 
 SAMPLE = data.SAMPLE_ROOT
 
@@ -61,3 +64,16 @@ def tiny(tmp_path):
     return make_root(tmp_path / "tiny", sample_lines("train", 2), sample_lines("val", 1))
 
 
+
+
+def attack_summary(clean, adv, hits=0, linf=2 / 255, l2=0.5, mse=1e-4):
+    """An under-attack summary as lib.report.analysis.under_attack returns it, on len(clean) images: top-1 right
+    before (`clean`, bools) and after (`adv`) a targeted attack whose target (class 0) the first `hits` images
+    reach; every perturbation has the given L-inf, L2 and mean squared change."""
+    clean, adv = np.asarray(clean, bool), np.asarray(adv, bool)
+    n = len(clean)
+    reached = np.arange(n) < hits
+    per_image = {"clean_rank": np.where(clean, 0, 3), "adv_rank": np.where(adv, 0, 7), "target": np.zeros(n, int),
+                 "adv_top5": np.where(reached, 0, 9)[:, None].repeat(5, 1), "linf": np.full(n, linf),
+                 "l2": np.full(n, l2), "mse": np.full(n, mse)}
+    return {**summarise(per_image), "per_image": per_image, "index": np.arange(n)}
