@@ -1,4 +1,7 @@
 """Cached per-image analyses of a finished smoke run: computed once, re-read without a model, never overwritten."""
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +146,23 @@ def test_correct_reads_the_rank_before_or_after_the_attack():
     assert analysis.correct(per_image, k=5, when="adv")[0]
     with pytest.raises(ValueError, match="when must be None \\(predictions\\), 'clean' or 'adv'"):
         analysis.correct(per_image, when="adv_top5")
+
+
+def test_two_requests_for_one_analysis_compute_it_once(run, capsys):
+    """A second process (here a thread) asking for an analysis being computed waits and loads the result."""
+    calls, started = [], threading.Event()
+
+    def compute():
+        calls.append(1)
+        started.set()
+        time.sleep(0.5)
+        return {"value": np.arange(3)}
+    settings = {"test": "concurrent"}
+    first = threading.Thread(target=cache.cached, args=(run, "concurrency", settings, compute))
+    first.start()
+    started.wait(5)
+    second = cache.cached(run, "concurrency", settings, compute)
+    first.join()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(second["value"], np.arange(3))
+    assert "waiting for another process computing it" in capsys.readouterr().err

@@ -5,7 +5,8 @@ An analysis of a finished run (per-image predictions, an attack evaluation, a st
 `.npz` of the same name. The hash covers the kind, the settings and the run's identity (its configuration
 and the time it finished), so a retrained run never reuses an old analysis, and a run retrained with
 `force` is moved aside with its analyses. `force=True` recomputes an analysis, keeping the previous files
-renamed beside it.
+renamed beside it. One process at a time computes an analysis: another asking for it meanwhile waits (with a
+line saying so) and loads the result (lib.core.locks).
 
 The hash leaves out where the data set lies and its fingerprint (`data_dir`, `dataset`, at any depth of the
 settings too): an analysis stays valid when the results are copied next to another copy of the data set (the
@@ -22,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from lib.core.locks import exclusive
 from lib.training.run_files import atomic_write, git_commit
 
 
@@ -39,6 +41,14 @@ def cached(run, kind, settings, compute, force=False):
         _adopt_earlier(path, run, kind, settings)
     if path.with_suffix(".json").exists() and not force:
         return load(path)
+    with exclusive(path.with_suffix(".lock"), f"{kind} of {run.dir}: waiting for another process computing it"):
+        if path.with_suffix(".json").exists() and not force:  # the process waited for computed it
+            return load(path)
+        return _compute(run, kind, settings, compute, path, force)
+
+
+def _compute(run, kind, settings, compute, path, force):
+    """compute() stored at `path` (the caller holds its lock), the previous result kept aside when `force`."""
     if force:
         _keep_previous_analysis(path)
     start = time.perf_counter()
