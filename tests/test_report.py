@@ -146,12 +146,17 @@ def test_monitor_prints_runs_and_epochs_with_eta(tmp_path):
         (run_dir / "history.csv").write_text("epoch,val_acc1\n1,3.5\n2,4.25\n")
         monitor.poll()
         announce("finished")
+        announce("cached")  # the run just trained, re-used in the same section: not announced again
+        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
+        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
+        monitor.section("next notebook")
         progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
     printed = lines.getvalue()
     assert f"simplenet: training 4 epochs in {run_dir}" in printed
     assert "simplenet: epoch 2/4  val top-1 4.25%" in printed and "ETA" in printed
     assert "simplenet: finished in" in printed and f"vit: re-using the finished run in {tmp_path / 'vit'}" in printed
-    assert [e["event"] for e in monitor.events] == ["train", "fit", "finished", "cached"]
+    assert [e["event"] for e in monitor.events] == ["train", "fit", "finished", "cached", "cached"]
+    assert printed.count("vit: re-using the finished run") == 2 and "simplenet: re-using" not in printed
     assert progress.PROGRESS_ENV not in os.environ
     table = progress.time_table({"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0)})
     assert table.splitlines()[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "4", "0"]

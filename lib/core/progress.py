@@ -66,13 +66,15 @@ class Monitor:
     """While active (a `with` block), prints what the runs of notebook kernels started inside it announce.
 
     events: every announcement read so far ({'event': 'cached' | 'train' | 'fit' | 'finished', 'experiment',
-    'dir', 'epochs', 'done'}), for the per-notebook counts of the time table.
+    'dir', 'epochs', 'done'}), for the per-notebook counts of the time table. Within a section (`section`, one
+    notebook) a run is announced once: a re-use of a run already trained or re-used in it is neither printed nor
+    counted.
     """
 
     def __init__(self, path, out=sys.stderr, interval=2.0):
         """path: the progress file to create; out: where to print (None: nowhere); interval: seconds."""
         self.path, self.out, self.interval = Path(path), out, interval
-        self.events, self.training, self._offset = [], {}, 0
+        self.events, self.training, self._offset, self._announced = [], {}, 0, set()
         self._stop, self._lock = threading.Event(), threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -94,6 +96,12 @@ class Monitor:
     def say(self, text):
         if self.out is not None:
             print(text, file=self.out, flush=True)
+
+    def section(self, title):
+        """Print `title` and start a section: its runs are announced afresh."""
+        self.poll()
+        self._announced = set()
+        self.say(title)
 
     def _loop(self):
         while not self._stop.wait(self.interval):
@@ -117,8 +125,11 @@ class Monitor:
         if event["event"] == "note":
             self.say(f"  {event['text']}")
             return
-        self.events.append(event)
         name, run_dir = event["experiment"], event["dir"]
+        if event["event"] == "cached" and run_dir in self._announced:
+            return
+        self._announced.add(run_dir)
+        self.events.append(event)
         if event["event"] == "cached":
             self.say(f"  {name}: re-using the finished run in {run_dir}")
         elif event["event"] == "train":

@@ -290,7 +290,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
             report_kernel() as kernel:
         for index, nb in enumerate(chosen, 1):
-            monitor.say(f"[{index}/{len(chosen)}] {nb.name} ({profile} profile{', DRY RUN' if dry_run else ''})")
+            monitor.section(f"[{index}/{len(chosen)}] {nb.name} ({profile} profile{', DRY RUN' if dry_run else ''})")
             seen, began = len(monitor.events), time.perf_counter()
             execute(nb, stage / nb.name, parameters, kernel)
             monitor.poll()
