@@ -40,10 +40,10 @@ def evidence():
     many, few = [True] * 60 + [False] * 40, [True] * 10 + [False] * 90
     runs = {name: fake_run(name.title(), epochs=2) for name in summary.EXPERIMENTS}
     acc = {name: fake_acc(many if name == "improvednet" else few) for name in summary.EXPERIMENTS}
-    compare = {"simplenet": [{"clean": np.array(few, bool), "PGD-10": np.array(few, bool),
-                              "worst case": np.zeros(100, bool)}],
-               "advsimplenet": [{"clean": np.array(many, bool), "PGD-10": np.array(many, bool),
-                                 "worst case": np.array(many, bool)}]}
+    compare = {"plain": [{"clean": np.array(few, bool), "PGD-10": np.array(few, bool),
+                          "worst case": np.zeros(100, bool)}],
+               "adv": [{"clean": np.array(many, bool), "PGD-10": np.array(many, bool),
+                        "worst case": np.array(many, bool)}]}
     per_seed = {"simplenet": [attacked(np.array(few), np.zeros(100, bool))],
                 "advsimplenet": [attacked(np.array(many), np.array(many))]}
     return summary.Evidence(Study("smoke"), runs, acc, {name: [a["correct"]] for name, a in acc.items()}, {},
@@ -53,7 +53,7 @@ def evidence():
 def test_pairs_compare_experiments_image_by_image(evidence):
     pair, = evidence.pairs("improvednet", "simplenet")
     assert pair["n"] == 100 and pair["difference"] == pytest.approx(0.5)
-    worst, = evidence.strongest("advsimplenet", "simplenet")
+    worst, = evidence.adversarial_training()
     assert worst["difference"] == pytest.approx(0.6)
     assert evidence.n_strong == 100
 

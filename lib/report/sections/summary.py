@@ -11,7 +11,8 @@ import torch
 
 from lib import attacks
 from lib.report import analysis, findings, measurements, prose, stats, tables
-from lib.study import describe_settings, resolve
+from lib.report.sections import adversarial_samples, adversarial_training
+from lib.study import describe_settings
 
 EXPERIMENTS = ("simplenet", "simplenet_custom", "improvednet", "resnet18", "vit", "vit_global", "advsimplenet")
 ATTACKED = ("simplenet", "advsimplenet")  # the models evaluated under attack
@@ -21,9 +22,9 @@ ATTACKED = ("simplenet", "advsimplenet")  # the models evaluated under attack
 class Evidence:
     """What the Findings are judged on. runs: {experiment: its first seed's run}; acc: {experiment:
     prose.accuracy_facts}; correct: {experiment: [per-image top-1 correctness, bool (n,), one per seed]};
-    settings: the attacks (resolve.attack_settings); default: the default PGDAttack; attacked: {model: its
-    first seed's analysis.under_attack summary}; per_seed: {model: [one summary per seed]}; compare: {model:
-    [analysis.attack_comparison, one per seed]} (clean, PGD, APGD-CE, APGD-T and worst case, bool (n_strong,))."""
+    settings: the attacks (adversarial_samples.attack_settings); default: the default PGDAttack; per_seed:
+    {model: [its analysis.under_attack summary per seed]}; compare: {'plain': SimpleNet's, 'adv': AdvSimpleNet's
+    [analysis.attack_comparison per seed]} (clean, PGD, APGD-CE, APGD-T and worst case, bool (n_strong,))."""
     study: object
     runs: dict
     acc: dict
@@ -38,12 +39,11 @@ class Evidence:
         """The evidence of `study` (a lib.study.Study) under the notebook's `attack` overrides (/255 units)."""
         seeded = {name: study.runs(name) for name in EXPERIMENTS}
         acc = {name: [prose.accuracy_facts(run, study.device) for run in group] for name, group in seeded.items()}
-        settings = resolve.attack_settings(study.profile, dry_run=study.dry_run, **(attack or {}))
-        default = attacks.PGDAttack(**settings["default"])
+        settings, default = adversarial_samples.attack_settings(study.profile, study.dry_run, attack or {})
         per_seed = {name: [analysis.under_attack(run, default, settings["images"], device=study.device)
                            for run in seeded[name]] for name in ATTACKED}
-        compare = {name: [analysis.attack_comparison(run, settings, study.device) for run in seeded[name]]
-                   for name in ATTACKED}
+        compare = adversarial_training.strong_comparisons(
+            {"plain": seeded["simplenet"], "adv": seeded["advsimplenet"]}, settings, study.device)
         return cls(study, {name: group[0] for name, group in seeded.items()},
                    {name: facts[0] for name, facts in acc.items()},
                    {name: [f["correct"] for f in facts] for name, facts in acc.items()},
@@ -52,16 +52,16 @@ class Evidence:
     @property
     def n_strong(self):
         """The number of images the strong attacks were evaluated on."""
-        return len(self.compare["simplenet"][0]["clean"])
+        return len(self.compare["plain"][0]["clean"])
 
     def pairs(self, a, b):
         """Paired top-1 comparisons of experiments a and b on the validation set, one per seed (i with i)."""
         return [stats.paired_difference(x, y) for x, y in zip(self.correct[a], self.correct[b])]
 
-    def strongest(self, a, b, when="worst case"):
-        """Paired top-1 comparisons of models a and b on the strong attacks' images, one per seed: clean
-        (when="clean") or under the worst case of every attack evaluated."""
-        return [stats.paired_difference(x[when], y[when]) for x, y in zip(self.compare[a], self.compare[b])]
+    def adversarial_training(self, when="worst case"):
+        """Paired top-1 comparisons of AdvSimpleNet (A) and SimpleNet (B) on the strong attacks' images, one per
+        seed: clean (when="clean") or under the worst case of every attack evaluated."""
+        return [stats.paired_difference(a[when], p[when]) for a, p in zip(self.compare["adv"], self.compare["plain"])]
 
 
 def scale_facts(evidence):
@@ -124,7 +124,7 @@ def verdicts(evidence):
                                         evidence.pairs("vit", "vit_global")),
         findings.judge_collapse(evidence.per_seed["simplenet"], collapse),
         findings.judge_adversarial_training(
-            evidence.strongest("advsimplenet", "simplenet"), evidence.strongest("advsimplenet", "simplenet", "clean"),
+            evidence.adversarial_training(), evidence.adversarial_training("clean"),
             f"the strongest attack evaluated (the worst case of PGD-{default.num_steps}, APGD-CE and APGD-T on each "
             f"of {evidence.n_strong:,} images)"),
     ]
@@ -142,11 +142,9 @@ def verdict_table(judged):
 def overstatement_facts(evidence):
     """Facts plain and adv: whether the default PGD overstated SimpleNet's and AdvSimpleNet's robustness against
     the worst case of every attack (findings.pgd_overstatement, over seeds)."""
-    pgd = list(evidence.compare["simplenet"][0])[1]
-    return {key: findings.pgd_overstatement([stats.paired_difference(seed[pgd], seed["worst case"])
-                                             for seed in evidence.compare[name]], label, pgd, "the worst case")
-            for key, name, label in (("plain", "simplenet", "SimpleNet"), ("adv", "advsimplenet", "AdvSimpleNet"))}
-
+    pgd = list(evidence.compare["plain"][0])[1]
+    return {key: findings.pgd_overstatement(pairs, adversarial_training.NAMES[key], pgd, "the worst case")
+            for key, pairs in adversarial_training.pgd_against_worst(evidence.compare).items()}
 
 def build_facts(study, attack=None):
     """Facts on this build: time (local, to the minute), torch version, profile, dry (a dry run's clause) and
