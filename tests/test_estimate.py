@@ -75,3 +75,17 @@ def test_measured_step_is_per_image_and_positive():
     key = estimate.model_key(cfg)
     seconds = estimate.measure({key: cfg}, [(key, "fp32", 1)], torch.device("cpu"))
     assert list(seconds) == [(key, "fp32")] and 0 < seconds[(key, "fp32")] < 1
+
+
+def test_auto_precision_on_a_bf16_cpu_is_timed_both_ways_and_picked_like_the_trainer(monkeypatch):
+    cfg = study.config("vit", "smoke")
+    key, cpu = estimate.model_key(cfg), torch.device("cpu")
+    monkeypatch.setattr(estimate.devices, "has_native_bf16", lambda device: True)
+    assert estimate.training_precision(cfg, cpu) == "auto"
+    assert estimate.training_precision({**cfg, "amp": "off"}, cpu) == "fp32"
+    for fp32, bf16, picked in ((1.0, 0.5, 0.5), (1.0, 0.95, 1.0)):  # bf16 kept only when >= 1.1x faster
+        timed = {"fp32": fp32, "bf16": bf16}
+        monkeypatch.setattr(estimate.step_costs, "time_training_step",
+                            lambda model, images, *args, clock=None: timed[args[-1]] * len(images))
+        seconds = estimate.measure({key: cfg}, [(key, "auto", 1)], cpu)  # CPU time over the threads, per image
+        assert seconds == {(key, "auto"): pytest.approx(picked / torch.get_num_threads())}

@@ -20,6 +20,7 @@ from lib.report.analysis import CURVE_IMAGES, PRECISION as ATTACK_PRECISION
 from lib.report.measurements import REPEATS, ROUNDS
 from lib.study import runs
 from lib.training import step_costs
+from lib.training.amp import AMP_MIN_SPEEDUP
 from lib.training.trainer import build_optimizer
 
 
@@ -81,11 +82,12 @@ def total_seconds(plan, seconds_per_image):
 
 
 def training_precision(cfg, device):
-    """The precision a run of `cfg` trains in on `device`: bf16 for amp='bf16', and for amp='auto' where the
-    device has native bf16 (the trainer keeps fp32 on a CPU where bf16 is not at least
-    lib.training.trainer.AMP_MIN_SPEEDUP times faster: the estimate is then that much too low at most)."""
-    native = devices.has_native_bf16(device)
-    return "bf16" if native and (cfg["amp"] == "bf16" or cfg["amp"] == "auto") else "fp32"
+    """The precision a run of `cfg` trains in on `device`: bf16 for amp='bf16' or 'auto' on a GPU with bf16
+    units; 'auto' for amp='auto' on a CPU with bf16 instructions, where the trainer picks bf16 only when it is at
+    least AMP_MIN_SPEEDUP times faster (lib.training.amp; `measure` times both and picks alike); else fp32."""
+    if not devices.has_native_bf16(device) or cfg["amp"] not in ("bf16", "auto"):
+        return "fp32"
+    return "auto" if cfg["amp"] == "auto" and device.type == "cpu" else "bf16"
 
 
 def model_key(cfg):
@@ -133,12 +135,16 @@ def _sizes(cfg, lists):
 
 def measure(needed, work, device):
     """{(model key, precision): seconds per image} of one timed training step (after a warm-up step) of each
-    model in `needed` ({key: cfg}) in each precision `work` uses it in, on a seeded random batch of its run's
+    model in `needed` ({key: cfg}) in each precision `work` uses it in ('auto': see training_precision), on a seeded random batch of its run's
     batch size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer. On a GPU the step's wall time;
     on a CPU the process's CPU time over its threads: the step's time when the cores are its own, which other
     work on a shared machine inflates far less than the wall time (waiting threads still count)."""
     seconds = {}
     for key, precision in sorted({(key, precision) for key, precision, _ in work}):
+        if precision == "auto":  # both timed, as the trainer's amp='auto' on a CPU does, the one it would pick kept
+            fp32, bf16 = (measure(needed, [(key, p, 1)], device)[(key, p)] for p in ("fp32", "bf16"))
+            seconds[(key, precision)] = bf16 if fp32 / bf16 >= AMP_MIN_SPEEDUP else fp32
+            continue
         cfg = needed[key]
         batch = cfg["batch_size"] if device.type == "cuda" else min(cfg["batch_size"], CPU_MEASURE_BATCH)
         generator = torch.Generator().manual_seed(0)
