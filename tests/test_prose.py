@@ -180,3 +180,12 @@ def test_attack_facts_format_clean_and_attacked_accuracy_and_success():
     assert facts["success"].tolist() == [False, True, True, False]
     assert facts["adv1_text"] == stats.describe(1, 4) and facts["clean1_cell"] == stats.interval_cell(3, 4)
     assert facts["success_text"] == stats.describe(2, 4) and facts["n"] == 4
+
+
+def test_seeds_correct_and_provenance_facts(monkeypatch):
+    ranks = {"a": np.array([0, 1, 0]), "b": np.array([2, 0, 0])}
+    monkeypatch.setattr(prose.analysis, "predictions", lambda run, device="auto": {"rank": ranks[run.name]})
+    seeds = [type("Seed", (LoggedRun,), {"name": name}) for name in ("a", "b")]
+    assert [ok.tolist() for ok in prose.seeds_correct(seeds)] == [[True, False, True], [False, True, True]]
+    run = type("Run", (), {"config": {"data_dir": "/x/miniplaces"}, "metrics": {"provenance": {"device": "a GPU"}}})
+    assert prose.provenance_facts(run) == {"data": "`miniplaces`", "hardware": "a GPU"}

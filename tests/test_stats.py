@@ -120,3 +120,10 @@ def test_seeds_row_gives_each_seeds_interval_and_the_spread():
     assert row["top-1 of each seed (%)\n[95% CI]"] == (f"{stats.interval_cell(20, 100)}; "
                                                      f"{stats.interval_cell(30, 100)}")
     assert row["mean over seeds (%)\n(sd; range)"] == "25.0 (sd 7.1; 20.0-30.0)"
+
+
+def test_paired_by_seed_pairs_seed_i_with_seed_i():
+    a = [np.array([1, 1, 0], bool), np.array([0, 0, 0], bool)]
+    b = [np.array([1, 0, 0], bool)]  # one seed: only the first of A is paired
+    pairs = stats.paired_by_seed(a, b)
+    assert len(pairs) == 1 and pairs[0] == stats.paired_difference(a[0], b[0]) and pairs[0]["b"] == 1

@@ -71,6 +71,18 @@ def accuracy_facts(run, device="auto"):
                 first=stats.describe(*first), first_cell=stats.interval_cell(*first))
 
 
+def seeds_correct(runs, device="auto"):
+    """Per-image top-1 correctness on the validation set (bool (n,)) of each of `runs` (one per training seed), a
+    list in the order of `runs`."""
+    return [accuracy_facts(run, device)["correct"] for run in runs]
+
+
+def provenance_facts(run):
+    """Where a run was made, for a sentence: data (its data set, `dataset_name`) and hardware (the device it
+    trained on)."""
+    return dict(data=dataset_name(run.config), hardware=run.metrics["provenance"]["device"])
+
+
 def attack_facts(result):
     """Facts on an evaluation under attack (a summary of lib.report.analysis.under_attack, or a row of a
     robustness curve or steps grid): n images; for clean / adv (attacked) and top-1 / top-5, per-image

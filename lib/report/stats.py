@@ -60,6 +60,12 @@ def paired_difference(correct_a, correct_b, z=Z95):
             "b": only_a, "c": only_b, "p": mcnemar_exact(only_a, only_b)}
 
 
+def paired_by_seed(corrects_a, corrects_b):
+    """`paired_difference` of seed i of A against seed i of B, for every seed both have (corrects: per-image
+    correctness on the same images, one bool array (n,) per seed), a list."""
+    return [paired_difference(a, b) for a, b in zip(corrects_a, corrects_b)]
+
+
 def newcombe_paired(both, only_a, only_b, neither, z=Z95):
     """95% interval (low, high) of acc_a - acc_b from the 2x2 table of paired correctness (Newcombe 1998, 10)."""
     n = both + only_a + only_b + neither
