@@ -56,7 +56,7 @@ class Evidence:
 
     def pairs(self, a, b):
         """Paired top-1 comparisons of experiments a and b on the validation set, one per seed (i with i)."""
-        return [stats.paired_difference(x, y) for x, y in zip(self.correct[a], self.correct[b])]
+        return stats.paired_by_seed(self.correct[a], self.correct[b])
 
     def adversarial_training(self, when="worst case"):
         """Paired top-1 comparisons of AdvSimpleNet (A) and SimpleNet (B) on the strong attacks' images, one per
