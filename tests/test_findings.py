@@ -85,6 +85,15 @@ def test_adversarial_training_needs_robustness_and_a_clean_cost():
     assert findings.judge_adversarial_training(pair(3, 5), pair(2, 30))["verdict"] == NOT_REPRODUCED
 
 
+def test_adversarial_training_keeps_no_accuracy_at_chance():
+    """AdvSimpleNet ahead under attack, but right on 8 of 500 images (1.6% [0.8, 3.1]): not kept."""
+    at_chance = findings.judge_adversarial_training(pair(8, 0, both=0, neither=492), pair(15, 35, 2, 448))
+    assert at_chance["verdict"] == NOT_REPRODUCED
+    assert "1.6% [0.8, 3.1] (n = 500), is not above chance (1% among 100 classes)" in at_chance["evidence"]
+    above = findings.judge_adversarial_training(pair(30, 0, both=0, neither=470), pair(15, 35, 2, 448))
+    assert above["verdict"] == REPRODUCED and "chance" not in above["evidence"]
+
+
 def test_reference_cells_quote_the_reference_clean_or_attacked():
     assert findings.reference_cells("simplenet") == {"reference\nepochs": 60, "reference\ntop-1 (%)": 44.22,
                                                      "reference\ntop-5 (%)": 73.39}
