@@ -133,7 +133,7 @@ def test_training_costs_and_their_ratio():
     table = section.training_cost_table(runs(), "5.3")
     assert table.header == ["model", "epochs", "train time (s)", "s / epoch", "train images / s", "peak memory (MiB)"]
     assert [row[0] for row in table.body] == ["SimpleNet", "AdvSimpleNet", "AdvSimpleNet / SimpleNet"]
-    assert table.body[2][3:] == ["4.00", "0.2", "2"]  # 1.5 rounds to 2 at 0 decimals
+    assert table.body[2][3:] == ["4.00x", "0.25x", "1.50x"]  # ratios keep two decimals whatever the column's
     facts = section.cost_facts(runs())
     assert facts["ratio_epoch"] == 4.0 and facts["steps"] == 3 and facts["expected"] == 4 and facts["below"] == ""
     assert facts["devices"] == "Both runs trained on the same device; "

@@ -196,6 +196,7 @@ def training_costs(runs):
 def training_cost_table(runs, number):
     """Table of training_costs: one row per model and one of their ratio."""
     cost = training_costs(runs)
+    cost["ratio"] = {name: f"{ratio:.2f}x" for name, ratio in cost["ratio"].items()}  # not the column's decimals
     rows = [{"model": label, **{COST_COLUMNS[name]: value for name, value in cost[key].items()}}
             for key, label in {**NAMES, "ratio": "AdvSimpleNet / SimpleNet"}.items()]
     return tables.Table(rows, "Training time and throughput of both runs as logged by the trainer (the whole run's "
