@@ -1,8 +1,11 @@
-"""lib/training/placement.py: the model on its device (SyncBatchNorm under torchrun: tests/test_distributed.py)."""
+"""lib/training/placement.py: the model on its device; SyncBatchNorm under torchrun (CPU kernels)."""
+import sys
+
 import torch
 from torch import nn
 
 from lib.training.placement import place_model
+from tests.training.launch import WORKER, torchrun
 
 
 def bn_model():
@@ -31,3 +34,22 @@ def test_on_a_gpu_cudnn_benchmarks_its_convolutions(monkeypatch):
     torch.backends.cudnn.benchmark = False
     place_model(bn_model(), {"compile": False}, torch.device("cpu"), torch.contiguous_format)
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_batchnorm_under_two_processes_is_syncbatchnorm_over_the_global_batch(tmp_path):
+    """2 processes with SyncBatchNorm (PyTorch's, on test-only CPU kernels) train exactly as 1 process on the same
+    global batches: the BatchNorm statistics and the weights do not depend on the number of processes."""
+    done = torchrun(WORKER, tmp_path, "syncbn")
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = torch.load(tmp_path / "syncbn.pt", weights_only=True)
+    assert "SyncBatchNorm" in two["layers"] and "BatchNorm2d" not in two["layers"]
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from ddp_worker import batchnorm_trainer
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    one = batchnorm_trainer(tmp_path / "one")
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in one.model.modules())  # one process: plain
+    one.fit()
+    for key, value in one.model.state_dict().items():
+        assert torch.allclose(two["state"][key].float(), value.float(), atol=1e-5), key

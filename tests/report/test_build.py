@@ -1,6 +1,11 @@
-"""The report runner: every notebook through papermill in the smoke profile, PDF and HTML export."""
+"""lib/report/build.py: every notebook through papermill in the smoke profile, PDF and HTML export, and
+the report as a document (Findings first, appendix last, unnumbered sections, typeset tables, no noise).
+
+The document check renders the smoke report as HTML only (no LaTeX run) and reads its text.
+"""
+import base64
 import functools
-import io
+import html
 import os
 import re
 import subprocess
@@ -11,11 +16,11 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="the report needs the Jupyter stack")
 pytest.importorskip("papermill", reason="the report needs the Jupyter stack")
 
-from lib import data, experiments  # noqa: E402 (after the skips)
+from lib import experiments  # noqa: E402 (after the skips)
 from lib.__main__ import main  # noqa: E402 (after the skips)
-from lib.core import progress  # noqa: E402 (after the skips)
 from lib.data.layout import PROJECT_ROOT  # noqa: E402 (after the skips)
-from lib.report import build as report, completeness  # noqa: E402 (after the skips)
+from lib.report import build as report  # noqa: E402 (after the skips)
+from lib.report.tables import Table  # noqa: E402 (after the skips)
 
 
 def test_smoke_report_end_to_end(tmp_path, monkeypatch):
@@ -135,47 +140,6 @@ def test_papermill_yaml_overrides_reach_a_notebook(tmp_path):
     assert "`simplenet`: epochs = 20 (registry: 2)" in text and "`simplenet`: lr = 0.02 (registry: 0.1)" in text
 
 
-def test_monitor_prints_runs_and_epochs_with_eta(tmp_path):
-    run_dir, lines = tmp_path / "run", io.StringIO()
-    run_dir.mkdir()
-    with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
-        announce = lambda event: progress.announce(event, "simplenet", run_dir, {"epochs": 4})
-        announce("train")
-        announce("fit")
-        monitor.poll()
-        (run_dir / "history.csv").write_text("epoch,val_acc1\n1,3.5\n2,4.25\n")
-        monitor.poll()
-        announce("finished")
-        announce("cached")  # the run just trained, re-used in the same section: not announced again
-        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
-        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
-        monitor.section("next notebook")
-        progress.announce("cached", "vit", tmp_path / "vit", {"epochs": 6})
-    printed = lines.getvalue()
-    assert f"simplenet: training 4 epochs in {run_dir}" in printed
-    assert "simplenet: epoch 2/4  val top-1 4.25%" in printed and "ETA" in printed
-    assert "simplenet: finished in" in printed and f"vit: re-using the finished run in {tmp_path / 'vit'}" in printed
-    assert [e["event"] for e in monitor.events] == ["train", "fit", "finished", "cached", "cached"]
-    assert printed.count("vit: re-using the finished run") == 2 and "simplenet: re-using" not in printed
-    assert progress.PROGRESS_ENV not in os.environ
-    table = progress.time_table({"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0)})
-    assert table.splitlines()[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "4", "0"]
-    assert table.splitlines()[-1].split() == ["total", "6", "min", "31", "s"]
-
-
-def test_monitor_polling_after_a_short_run_does_not_call_it_resumed(tmp_path):
-    """A run that trains and finishes between two polls is shown as fresh, with its epoch, not as resumed."""
-    run_dir, lines = tmp_path / "run", io.StringIO()
-    run_dir.mkdir()
-    with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
-        progress.announce("train", "simplenet", run_dir, {"epochs": 1})
-        (run_dir / "history.csv").write_text("epoch,val_acc1\n1,3.5\n")
-        progress.announce("finished", "simplenet", run_dir, {"epochs": 1})
-        monitor.poll()
-    printed = lines.getvalue()
-    assert "resuming" not in printed and "simplenet: epoch 1/1  val top-1 3.50%" in printed
-
-
 def test_notebooks_share_one_kernel_each_from_an_empty_namespace(tmp_path):
     """The report runs its notebooks in one kernel; a notebook sees nothing another one defined."""
     notebooks, results = tmp_path / "nbs", tmp_path / "results"
@@ -187,18 +151,6 @@ def test_notebooks_share_one_kernel_each_from_an_empty_namespace(tmp_path):
     printed = [nbformat.read(path, as_version=4).cells[-1].outputs[0]["text"].split() for path in out["notebooks"]]
     assert printed[0][1] == printed[1][1]  # the same kernel process
     assert printed[0][3] == printed[1][3]  # each notebook counts its cells from 1
-
-
-def test_monitor_prints_when_a_data_set_is_decoded(tmp_path, monkeypatch):
-    """Decoding a split once (minutes on the full data set) shows in the terminal, not as a training run."""
-    monkeypatch.setattr(data.decoded, "cache_dir", lambda root: tmp_path)
-    lines = io.StringIO()
-    with progress.Monitor(tmp_path / "progress.jsonl", out=lines, interval=60) as monitor:
-        data.load_split(data.SAMPLE_ROOT, "val", 32, limit=5)
-        monitor.poll()
-    printed = lines.getvalue()
-    assert f"decode val at {data.base_size(32)}px (once): 5 images into {tmp_path}" in printed
-    assert "decoded 5 images in" in printed and monitor.events == []
 
 
 def figure_notebook(path, draw=True):
@@ -244,16 +196,101 @@ def test_a_figure_without_its_image_stops_the_report(tmp_path, monkeypatch, caps
     assert (results / "report.html").read_text() == "previous good report"
 
 
-@pytest.mark.parametrize("outputs, problems", [
-    ([nbformat.v4.new_output("display_data", data={"image/png": "..."})], []),
-    ([], ["Figure 1.1 has no image"]),
-    ([nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])],
-     ["cell 2: ValueError: boom", "Figure 1.1 has no image"]),
-])
-def test_completeness_pairs_each_caption_with_the_next_image(outputs, problems):
-    caption = nbformat.v4.new_markdown_cell("Some prose.\n\n**Figure 1.1**: a caption.")
-    code = nbformat.v4.new_code_cell("plot()", execution_count=2)
-    code.outputs = outputs
-    heading = nbformat.v4.new_markdown_cell("## Next part")
-    nb = nbformat.v4.new_notebook(cells=[caption, code, heading])
-    assert completeness.missing(nb) == problems
+PNG_1x1 = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJ"
+                           "RU5ErkJggg==")
+
+
+def notebook(path, cells, front=False):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    if front:
+        nb.metadata["report"] = {"placement": "front"}
+    nbformat.write(nb, path)
+    return path
+
+
+def tagged(cell, *tags):
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def test_combine_places_findings_first_appendix_last_and_drops_logs(tmp_path):
+    log = nbformat.v4.new_code_cell("print('x')")
+    log.outputs = [nbformat.v4.new_output("stream", name="stdout", text="kept the previous run of /tmp/x\n"),
+                   nbformat.v4.new_output("display_data", data={"text/markdown": "prose"})]
+    part = notebook(tmp_path / "01_part.ipynb", [nbformat.v4.new_markdown_cell("# Part one\n\ntext"), log])
+    findings = notebook(tmp_path / "05_findings.ipynb", [
+        tagged(nbformat.v4.new_markdown_cell("# Findings\n\nsummary"), "unnumbered"),
+        tagged(nbformat.v4.new_code_cell("profile = 'x'"), "parameters"),
+        tagged(nbformat.v4.new_markdown_cell("# Appendix: provenance"), "unnumbered", "appendix")], front=True)
+    combined = report.combine([part, findings], "Title")
+    title, *cells = combined.cells
+    assert title.source == "# Title" and title.metadata["tags"] == [report.HTML_ONLY]  # the HTML opens with it
+    sources = [cell.source for cell in cells]
+    assert cells[0].id == "contents" and "- [Findings](#Findings)" in sources[0]
+    assert "- 1 [Part one](#Part-one)" in sources[0]
+    assert sources[1].startswith(r"\section*{Findings}\addcontentsline{toc}{section}{Findings}")
+    assert cells[1].metadata["raw_mimetype"] == "text/latex"
+    assert sources[2] == "# Findings" and cells[2].metadata["tags"] == [report.HTML_ONLY]
+    assert sources[3] == "summary" and sources[4].startswith("# Part one")
+    assert sources[-2].startswith(r"\section*{Appendix: provenance}") and sources[-1] == "# Appendix: provenance"
+    assert not any("profile = 'x'" in source for source in sources)
+    assert [out.output_type for out in cells[5].outputs] == ["display_data"]
+
+
+def test_table_outputs_reach_the_latex_export(tmp_path):
+    cell = nbformat.v4.new_code_cell("")
+    table = Table([{"a": "x", "b": None}], "caption", "1.1")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "text/latex": table._repr_latex_(), "text/html": table._repr_html_(), "text/plain": repr(table)})]
+    combined = report.combine([notebook(tmp_path / "01_x.ipynb", [cell])], "T")
+    from nbconvert import LatexExporter
+    latex, _ = LatexExporter(exclude_input=True, extra_template_paths=[str(report.TEMPLATES)],
+                             template_file="miniplaces.tex.j2").from_notebook_node(combined)
+    assert r"\begin{tabular}{lr}" in latex and r"\toprule" in latex and r"\tableofcontents" in latex
+    assert r"\captionsetup{format=plain" in latex
+
+
+def test_figure_captions_are_kept_with_their_figure_in_the_latex(tmp_path):
+    """A caption ending a Markdown cell or shown by a cell becomes an unbreakable block glued to the image."""
+    png = base64.b64encode(PNG_1x1).decode()
+    shown = nbformat.v4.new_code_cell("")
+    shown.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "**Figure 1.2**: shown."}),
+                     nbformat.v4.new_output("display_data", data={"image/png": png})]
+    figure = nbformat.v4.new_code_cell("")
+    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png})]
+    cells = [nbformat.v4.new_markdown_cell("## Part\n\nSome prose.\n\n**Figure 1.1**: written."), figure, shown]
+    combined = report.combine([notebook(tmp_path / "01_x.ipynb", cells)], "T")
+    assert [cell.source for cell in combined.cells[2:4]] == ["## Part\n\nSome prose.", "**Figure 1.1**: written."]
+    from nbconvert import LatexExporter
+    latex, _ = LatexExporter(exclude_input=True, extra_template_paths=[str(report.TEMPLATES)],
+                             template_file="miniplaces.tex.j2").from_notebook_node(combined)
+    body = latex.split(r"\begin{document}")[1]
+    assert body.count(r"\figurecaption{") == 2 and r"\begin{center}" not in body
+    for number in ("1.1", "1.2"):
+        after = body.split(rf"\textbf{{Figure {number}}}")[1]
+        assert after.index(r"\nopagebreak") < after.index(r"\adjustimage")
+    assert "Some prose." not in body.split(r"\figurecaption{")[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_html(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINIPLACES_OUTPUT", str(out))
+        built = report.build(profile="smoke", formats=("html",), results_dir=out / "results", progress=False)
+    page = built["report"][0].read_text()
+    text = html.unescape(re.sub(r"<script.*?</script>|<style.*?</style>|<[^>]+>", " ", page, flags=re.S))
+    return page, text
+
+
+def test_smoke_report_reads_as_a_document(smoke_html):
+    page, text = smoke_html
+    assert "NaN" not in text and " nan " not in text
+    paths = re.findall(r"(?<![\w.])/(?:tmp|work|root|home|usr|var)/[\w./-]+", text)
+    assert not paths, paths
+    assert text.index("Findings") < text.index("Introduction and data") < text.index("Appendix: provenance")
+    assert "Results at a glance" in text and "Table F.1" in text and "Table F.2" in text
+    assert sum(text.count(verdict) for verdict in ("reproduced", "not testable in this profile")) >= 6
+    assert "McNemar p" in text and "[95% CI]" in text
+    assert 'class="report-table"' in page and "Table A.1" in text

@@ -8,11 +8,11 @@ import socket
 import tarfile
 import threading
 
-from conftest import sample_lines, write_lines
 import pytest
 
 from lib import data
 from lib.__main__ import main, parser
+from tests.conftest import sample_lines, write_lines
 
 
 SAMPLE = data.SAMPLE_ROOT

@@ -1,59 +1,20 @@
-"""The one trainer: schedule, meters, checkpoints and resume, caching, errors, DDP on gloo."""
+"""lib/training/trainer.py: schedule, run files, checkpoints and resume, errors, DDP on gloo (CPU)."""
 import json
 import os
+import sys
+import time
 
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.data import TensorDataset
 
 from lib.attacks.adversarial_training import AdversarialTraining
 from lib.attacks.pgd import PGDAttack
-from lib.core import devices
 from lib.core.errors import TrainingError
-from lib.training import step_costs as stepcost
-from lib.training.metrics import Meter, correct_topk
-from lib.training.trainer import Trainer, warmup_cosine
-
-
-CFG = dict(epochs=3, batch_size=16, val_batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4,
-           warmup_epochs=1, grad_clip=1.0, label_smoothing=0.0, seed=0, amp="off", channels_last=False,
-           log_every=2, num_workers=0)
-
-
-class ToFloat(nn.Module):
-    """uint8 batch -> float in [0, 1] (stands in for the data transforms)."""
-
-    def forward(self, x):
-        return x.float() / 255
-
-
-class Jitter(nn.Module):
-    """A random transform, so that resume must restore the RNG state to match."""
-
-    def forward(self, x):
-        return (x.float() / 255 + 0.05 * torch.randn_like(x.float())).clamp(0, 1)
-
-
-def toy_data(n=96, classes=6, seed=0):
-    """uint8 images whose mean colour encodes the class: learnable in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    images = (labels[:, None, None, None] * 40 + torch.randint(0, 30, (n, 3, 8, 8), generator=g)).to(torch.uint8)
-    return TensorDataset(images, labels)
-
-
-def toy_model(classes=6):
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.2), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(8, classes))
-
-
-def trainer(run_dir, **cfg):
-    return Trainer(toy_model(), toy_data(), toy_data(48, seed=1), Jitter(), ToFloat(), {**CFG, **cfg}, run_dir,
-                   device="cpu", progress=False)
+from lib.training.trainer import warmup_cosine
+from tests.training.launch import WORKER, torchrun
+from tests.training.toy_training import CFG, trainer
 
 
 def test_warmup_cosine_shape():
@@ -62,26 +23,6 @@ def test_warmup_cosine_shape():
     assert factors[0] == 0 and factors[5] == pytest.approx(0.5) and factors[10] == pytest.approx(1.0)
     assert factors[55] == pytest.approx(0.5) and factors[100] == pytest.approx(0.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
-
-
-def test_correct_topk_and_meter():
-    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5]])
-    labels = torch.tensor([0, 0])
-    c1, c5 = correct_topk(logits, labels)
-    assert (c1.item(), c5.item()) == (1, 1)
-    meter = Meter("cpu")
-    meter.update(torch.tensor(2.0), logits, labels)
-    meter.add({"clean_correct": torch.tensor(2)})
-    result = meter.result("train")
-    assert result == {"train_loss": 2.0, "train_acc1": 50.0, "train_acc5": 50.0, "train_images": 2,
-                      "train_clean_acc1": 100.0}
-
-
-def test_topk_counts_ties_against_the_label_on_fp32():
-    logits = torch.tensor([[1.0, 1.0, 0.0], [2.0, 1.0, 1.0], [float("nan"), 0.0, 0.0]], dtype=torch.bfloat16)
-    labels = torch.tensor([0, 0, 0])
-    c1, c2 = correct_topk(logits, labels, ks=(1, 2))
-    assert (c1.item(), c2.item()) == (1, 2)  # row 0 ties (top-2 only), row 1 wins, a NaN logit never hits
 
 
 def test_fit_writes_run_files_and_learns(tmp_path):
@@ -192,37 +133,6 @@ def test_nan_is_caught_at_the_next_log_point(tmp_path):
         run.train_epoch()
 
 
-def test_amp_auto_without_cpu_bf16_is_off_and_recorded(tmp_path, monkeypatch):
-    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
-    monkeypatch.setattr(stepcost, "bf16_speedup", lambda *a: pytest.fail("no measurement without bf16 instructions"))
-    trainer(tmp_path, amp="auto", epochs=1).fit()
-    provenance = json.loads((tmp_path / "metrics.json").read_text())["provenance"]
-    assert provenance["amp"] == "off" and provenance["amp_bf16_speedup"] is None
-
-
-@pytest.mark.parametrize("speedup, choice", [(1.8, "bf16"), (0.73, "off")])
-def test_amp_auto_on_a_bf16_cpu_follows_the_measured_speedup(tmp_path, monkeypatch, speedup, choice):
-    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(stepcost, "bf16_speedup", lambda model, images, labels: speedup)
-    run = trainer(tmp_path, amp="auto", epochs=2)
-    run.fit(stop_after=1)
-    provenance = trainer(tmp_path, amp="auto", epochs=2)
-    monkeypatch.setattr(stepcost, "bf16_speedup", lambda *a: pytest.fail("a resumed run keeps its choice"))
-    provenance.resume(tmp_path / "checkpoint.pth")
-    metrics = provenance.fit()["provenance"]
-    assert (metrics["amp"], metrics["amp_bf16_speedup"]) == (choice, speedup)
-
-
-def test_bf16_speedup_leaves_model_and_random_state_alone():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(), nn.Linear(144, 6))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    rng = torch.get_rng_state()
-    with torch.random.fork_rng(devices=[]):
-        speedup = stepcost.bf16_speedup(model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), repeats=1)
-    assert speedup > 0 and torch.equal(torch.get_rng_state(), rng)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-
-
 def test_bf16_autocast_on_cpu_learns_like_fp32_and_keeps_fp32_weights(tmp_path):
     run = trainer(tmp_path / "bf16", amp="bf16")
     assert run.fit()["provenance"]["amp"] == "bf16"
@@ -248,3 +158,72 @@ def test_training_and_validation_run_in_the_named_precision_whatever_the_global_
     finally:
         torch.backends.cuda.matmul.fp32_precision = before
     assert seen == [(True, dtype, "ieee"), (False, dtype, "ieee")]
+
+
+# ----------------------------------------------------------------------------- 2 processes on gloo
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """Two launches (each costs seconds of start-up): a whole 3-epoch 2-process run, then the same run until
+    rank 0 is killed in epoch 2; then a new launch that resumes it and goes on to a run whose loss turns NaN on
+    rank 1. Returns (output folder, the second launch's CompletedProcess, its wall time in seconds, the first
+    launch's CompletedProcess)."""
+    out = tmp_path_factory.mktemp("ddp")
+    killed = torchrun(WORKER, out, "whole", "killed")
+    start = time.monotonic()
+    done = torchrun(WORKER, out, "resume", "nan", timeout=180)
+    return out, done, time.monotonic() - start, killed
+
+
+def test_ranks_draw_different_augmentations(ddp_runs):
+    first, second = (torch.load(ddp_runs[0] / f"draw{rank}.pt") for rank in (0, 1))
+    assert first.shape == second.shape and not torch.equal(first, second)
+
+
+def test_each_rank_saves_its_own_random_state(ddp_runs):
+    rng = torch.load(ddp_runs[0] / "whole" / "checkpoint.pth", weights_only=True)["rng"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["cpu"], rng[1]["cpu"])
+
+
+def test_a_run_killed_in_epoch_2_resumes_from_epoch_1_to_the_uninterrupted_result(ddp_runs):
+    out, killed = ddp_runs[0], ddp_runs[3]
+    assert killed.returncode != 0 and (out / "whole" / "metrics.json").exists(), killed.stderr[-3000:]
+    assert "Signals.SIGKILL" in killed.stderr or "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    whole, split = (json.loads((ddp_runs[0] / name / "metrics.json").read_text()) for name in ("whole", "split"))
+    assert whole["provenance"]["processes"] == split["provenance"]["processes"] == 2
+    for key in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "best_val_acc1"):
+        assert split[key] == pytest.approx(whole[key], abs=1e-6), key
+
+
+def test_a_single_process_resumes_a_two_process_checkpoint_with_a_warning(ddp_runs, tmp_path):
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from ddp_worker import trainer
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    run = trainer(tmp_path)
+    with pytest.warns(UserWarning, match="random state of 2 process"):
+        run.resume(ddp_runs[0] / "whole" / "checkpoint.pth")
+    run.cfg = {**run.cfg, "epochs": 4}  # one more epoch than the 2-process run trained
+    assert run.fit()["epochs"] == 4
+
+
+def test_a_nan_loss_on_one_rank_stops_both_promptly(ddp_runs):
+    out, done, seconds, _ = ddp_runs
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and seconds < 180  # gloo alone would wait 30 minutes for the lost rank
+    for rank in (0, 1):
+        assert f"rank {rank}: error: the training loss became nan or inf on rank(s) 1 in epoch 1" in output, \
+            output[-3000:]
+    assert not (out / "nan" / "checkpoint.pth").exists()
+
+
+def test_an_error_on_one_rank_ends_the_other_within_seconds(tmp_path):
+    """Rank 1 fails alone while rank 0 waits for it in the gradient all-reduce: rank 1 ends at once
+    (devices.exit_process), and torchrun stops rank 0, instead of gloo's 30-minute wait."""
+    done = torchrun(WORKER, tmp_path, "fail", timeout=300)
+    ended = time.time()
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "rank 1: failed: an error on rank 1 only" in output, output[-3000:]
+    assert ended - float((tmp_path / "failed_at").read_text()) < 30
+    assert not (tmp_path / "fail" / "checkpoint.pth").exists()

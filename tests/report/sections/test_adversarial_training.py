@@ -5,11 +5,12 @@ import pytest
 
 pytest.importorskip("IPython", reason="the report's prose displays through the Jupyter stack")
 
-from conftest import attack_summary  # noqa: E402 (after the skip)
 from lib import data  # noqa: E402
 from lib.attacks import PGDAttack  # noqa: E402
 from lib.report import findings, stats  # noqa: E402
 from lib.report.sections import adversarial_training as section  # noqa: E402
+from tests.conftest import attack_summary  # noqa: E402 (after the skip)
+
 
 DEFAULT = PGDAttack(10, step_size=0.8 / 255, epsilon=8 / 255)
 

@@ -6,8 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lib.attacks.apgd import LOSSES, AutoPGD
 from lib.attacks.evaluation import evaluate_under_attack
 from lib.attacks.pgd import PGDAttack
-from tests.test_attacks import (  # noqa: F401 (one_thread: the same autouse fixture here)
-    mixed_mode_model, mlp, one_thread, prototype_data, random_images, snapshot, train)
+from tests.attacks.toy_models import mixed_mode_model, mlp, prototype_data, random_images, snapshot, train
 
 
 @pytest.fixture(scope="module")

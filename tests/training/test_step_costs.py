@@ -1,9 +1,10 @@
-"""Tests for lib.training's measurements: time and peak memory of a training step, forward FLOPs."""
+"""lib/training/step_costs.py: time and peak memory of a training step, forward FLOPs, the bf16 speed-up."""
 import pytest
 import torch
 from torch import nn
 
 from lib.core.devices import precision_context
+from lib.training import step_costs as stepcost
 from lib.training.step_costs import compare_training_steps, forward_flops, measure_training_step, round_ratios
 
 
@@ -98,3 +99,13 @@ def test_precision_context_turns_tf32_off_and_restores_it():
         assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == (conv, matmul)
     with pytest.raises(ValueError, match="precision must be one of"):
         measure_training_step(mlp(), *batch(4), precision="fp16")
+
+
+def test_bf16_speedup_leaves_model_and_random_state_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(), nn.Linear(144, 6))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    with torch.random.fork_rng(devices=[]):
+        speedup = stepcost.bf16_speedup(model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), repeats=1)
+    assert speedup > 0 and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

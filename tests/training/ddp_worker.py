@@ -1,13 +1,14 @@
-"""Toy DDP training on gloo, started under torchrun by tests/test_distributed.py.
+"""Toy DDP training on gloo, started under torchrun by tests/training/test_trainer.py
+and tests/training/test_placement.py.
 
-    torchrun --nproc-per-node 2 tests/ddp_worker.py OUT STAGE [STAGE ...]
+    torchrun --nproc-per-node 2 tests/training/ddp_worker.py OUT STAGE [STAGE ...]
 
 Stages, run in order in the same processes: `whole` trains 3 epochs into OUT/whole and saves each rank's
 first augmentation draw as OUT/draw<rank>.pt; `killed` trains the same run into OUT/split until rank 0 is
 killed (SIGKILL, no clean-up) at its first step of epoch 2, which ends the launch; `resume` continues OUT/split
 to the end; `nan` makes rank 1's loss NaN at its second step; `fail` raises an error on rank 1 alone at its
 second step; `syncbn` trains a BatchNorm model 2 epochs on CPU kernels standing in for SyncBatchNorm's CUDA
-ones (tests/cpu_syncbn.py) and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
+ones (tests/training/cpu_syncbn.py) and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
 "rank R: error: ..." and ends the process with status 3, another error as "rank R: failed: ..." with status 1
 (lib.core.devices.exit_process, as `python -m lib` does).
 """
