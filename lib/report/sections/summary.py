@@ -12,9 +12,8 @@ import torch
 from lib import attacks
 from lib.report import analysis, findings, measurements, prose, stats, tables
 from lib.report.sections import adversarial_samples, adversarial_training
-from lib.study import describe_settings
+from lib.study import REPORTED, describe_settings
 
-EXPERIMENTS = ("simplenet", "simplenet_custom", "improvednet", "resnet18", "vit", "vit_global", "advsimplenet")
 ATTACKED = ("simplenet", "advsimplenet")  # the models evaluated under attack
 
 
@@ -37,7 +36,7 @@ class Evidence:
     @classmethod
     def gather(cls, study, attack=None):
         """The evidence of `study` (a lib.study.Study) under the notebook's `attack` overrides (/255 units)."""
-        seeded = {name: study.runs(name) for name in EXPERIMENTS}
+        seeded = {name: study.runs(name) for name in REPORTED}
         acc = {name: [prose.accuracy_facts(run, study.device) for run in group] for name, group in seeded.items()}
         settings, default = adversarial_samples.attack_settings(study.profile, study.dry_run, attack or {})
         per_seed = {name: [analysis.under_attack(run, default, settings["images"], device=study.device)

@@ -10,7 +10,7 @@ from lib.attacks import PGDAttack
 from lib.attacks.evaluation import summarise
 from lib.report import findings
 from lib.report.sections import summary
-from lib.study import Study
+from lib.study import REPORTED, Study
 
 
 def fake_run(title, epochs, image_size=64, train_images=None, seed=0):
@@ -38,8 +38,8 @@ def attacked(clean, adv):
 @pytest.fixture
 def evidence():
     many, few = [True] * 60 + [False] * 40, [True] * 10 + [False] * 90
-    runs = {name: fake_run(name.title(), epochs=2) for name in summary.EXPERIMENTS}
-    acc = {name: fake_acc(many if name == "improvednet" else few) for name in summary.EXPERIMENTS}
+    runs = {name: fake_run(name.title(), epochs=2) for name in REPORTED}
+    acc = {name: fake_acc(many if name == "improvednet" else few) for name in REPORTED}
     compare = {"plain": [{"clean": np.array(few, bool), "PGD-10": np.array(few, bool),
                           "worst case": np.zeros(100, bool)}],
                "adv": [{"clean": np.array(many, bool), "PGD-10": np.array(many, bool),
@@ -61,7 +61,7 @@ def test_pairs_compare_experiments_image_by_image(evidence):
 def test_glance_table_has_a_row_per_experiment_and_per_attacked_model(evidence):
     table = summary.glance_table(evidence)
     labels = [row[0] for row in table.body]
-    assert labels[:len(summary.EXPERIMENTS)] == [run.config["title"] for run in evidence.runs.values()]
+    assert labels[:len(REPORTED)] == [run.config["title"] for run in evidence.runs.values()]
     assert labels[-2:] == ["Simplenet under attack", "Advsimplenet under attack"]
     assert "PGD-10, epsilon 2.00/255" in table.caption and table.number == "F.1"
 
@@ -94,7 +94,7 @@ def test_verdict_table_numbers_the_findings():
 
 def test_provenance_tables_one_row_per_run(evidence):
     training, software = summary.training_table(evidence.runs), summary.software_table(evidence.runs)
-    assert len(training.body) == len(software.body) == len(summary.EXPERIMENTS)
+    assert len(training.body) == len(software.body) == len(REPORTED)
     assert training.header[1:4] == ["epochs", "seed", "image size"] and training.body[0][4] == "12.5"
     assert software.body[0][1] == "0123456789" and software.body[0][-1] == "2026-12-02T05:00"
 
