@@ -250,6 +250,23 @@ def same_settings(cfg, other, keys, name="SimpleNet"):
     return f"Apart from the epochs and the adversarial samples its settings are {name}'s in this profile."
 
 
+def crafting_against_reference(crafting, reference):
+    """A sentence naming how AdvSimpleNet's crafting attack differs from the reference's, else empty.
+
+    crafting, reference: {num_steps, step_size, epsilon}, pixel units (epsilon and step in [0, 1])."""
+    words = {"num_steps": "{:.0f} steps", "step_size": "step {:.3g}/255", "epsilon": "epsilon {:.3g}/255"}
+    scale = {"num_steps": 1, "step_size": 255, "epsilon": 255}
+    changed = [key for key in words if abs(crafting[key] - reference[key]) > 1e-9]
+    if not changed:
+        return ""
+    said = ", ".join(words[key].format(scale[key] * reference[key]) for key in changed)
+    sentence = f"The reference crafts them with {said}; this profile's differ."
+    if crafting["epsilon"] < reference["epsilon"]:
+        sentence += (" With the smaller epsilon, AdvSimpleNet is trained for smaller perturbations than the "
+                     "reference's AdvSimpleNet.")
+    return sentence
+
+
 def starting_point(init_from, reference_epochs):
     """Whether AdvSimpleNet was fine-tuned from the trained run `init_from` (a name or None), in a sentence."""
     if init_from:

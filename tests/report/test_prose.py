@@ -139,6 +139,16 @@ def test_settings_start_and_devices_of_adversarial_training():
     assert prose.below_expected(2.0, 3) == "" and "load on the machine" in prose.below_expected(1.4, 3)
 
 
+def test_crafting_against_the_reference_names_only_what_differs():
+    reference = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
+    assert prose.crafting_against_reference(dict(reference), reference) == ""
+    smaller = prose.crafting_against_reference(dict(reference, step_size=0.5 / 255, epsilon=2 / 255), reference)
+    assert smaller.startswith("The reference crafts them with step 2/255, epsilon 8/255; this profile's differ.")
+    assert "smaller perturbations" in smaller
+    more_steps = prose.crafting_against_reference(dict(reference, num_steps=7), reference)
+    assert more_steps == "The reference crafts them with 4 steps; this profile's differ."
+
+
 def test_verdicts_and_commits():
     judged = [{"verdict": "reproduced", "finding": "A.", "evidence": "B."},
               {"verdict": "not reproduced", "finding": "C.", "evidence": "D."}]

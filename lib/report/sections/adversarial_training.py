@@ -28,7 +28,8 @@ def setting_facts(runs, results, profile, device="auto"):
 def crafting_facts(runs):
     """Facts on how AdvSimpleNet was trained: its crafting attack's steps, step and epsilon (/255); precision (of
     its training step) and attack_precision (of the evaluations); optimizer, lr, warmup (epochs), batch;
-    reference_epochs; differences (its settings against SimpleNet's) and start (its initial weights), in words."""
+    reference_epochs; differences (its settings against SimpleNet's), start (its initial weights) and against_reference
+    (its crafting against the reference's, lib.study.ADVERSARIAL_TRAINING), in words."""
     cfg, plain_cfg = runs["adv"].config, runs["plain"].config
     crafting = study.input_hook(cfg).attack
     keys = ("image_size", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer")
@@ -38,7 +39,8 @@ def crafting_facts(runs):
                 warmup=cfg["warmup_epochs"], batch=cfg["batch_size"],
                 reference_epochs=findings.REFERENCE["advsimplenet"][0],
                 differences=prose.same_settings(cfg, plain_cfg, keys),
-                start=prose.starting_point(cfg["init_from"], findings.REFERENCE["advsimplenet"][0]))
+                start=prose.starting_point(cfg["init_from"], findings.REFERENCE["advsimplenet"][0]),
+                against_reference=prose.crafting_against_reference(crafting.settings(), study.ADVERSARIAL_TRAINING))
 
 
 def last_epoch_facts(runs):
