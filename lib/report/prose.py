@@ -250,21 +250,25 @@ def same_settings(cfg, other, keys, name="SimpleNet"):
     return f"Apart from the epochs and the adversarial samples its settings are {name}'s in this profile."
 
 
+def epochs(count):
+    """'1 epoch', '4 epochs'."""
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 def crafting_against_reference(crafting, reference):
     """A sentence naming how AdvSimpleNet's crafting attack differs from the reference's, else empty.
 
     crafting, reference: {num_steps, step_size, epsilon}, pixel units (epsilon and step in [0, 1])."""
     words = {"num_steps": "{:.0f} steps", "step_size": "step {:.3g}/255", "epsilon": "epsilon {:.3g}/255"}
     scale = {"num_steps": 1, "step_size": 255, "epsilon": 255}
-    changed = [key for key in words if abs(crafting[key] - reference[key]) > 1e-9]
+    changed = [words[key].format(scale[key] * reference[key]) for key in words
+               if abs(crafting[key] - reference[key]) > 1e-9]
     if not changed:
         return ""
-    said = ", ".join(words[key].format(scale[key] * reference[key]) for key in changed)
-    sentence = f"The reference crafts them with {said}; this profile's differ."
-    if crafting["epsilon"] < reference["epsilon"]:
-        sentence += (" With the smaller epsilon, AdvSimpleNet is trained for smaller perturbations than the "
-                     "reference's AdvSimpleNet.")
-    return sentence
+    said = " and ".join([", ".join(changed[:-1]), changed[-1]] if len(changed) > 1 else changed)
+    smaller = (", so this AdvSimpleNet is trained for smaller perturbations than the reference's"
+               if crafting["epsilon"] < reference["epsilon"] else "")
+    return f"The reference crafts its training samples with {said}{smaller}."
 
 
 def starting_point(init_from, reference_epochs):

@@ -142,11 +142,15 @@ def test_settings_start_and_devices_of_adversarial_training():
 def test_crafting_against_the_reference_names_only_what_differs():
     reference = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
     assert prose.crafting_against_reference(dict(reference), reference) == ""
-    smaller = prose.crafting_against_reference(dict(reference, step_size=0.5 / 255, epsilon=2 / 255), reference)
-    assert smaller.startswith("The reference crafts them with step 2/255, epsilon 8/255; this profile's differ.")
-    assert "smaller perturbations" in smaller
-    more_steps = prose.crafting_against_reference(dict(reference, num_steps=7), reference)
-    assert more_steps == "The reference crafts them with 4 steps; this profile's differ."
+    assert prose.crafting_against_reference(dict(reference, step_size=0.5 / 255, epsilon=2 / 255), reference) == (
+        "The reference crafts its training samples with step 2/255 and epsilon 8/255, so this AdvSimpleNet is "
+        "trained for smaller perturbations than the reference's.")
+    assert prose.crafting_against_reference(dict(reference, num_steps=7), reference) == \
+        "The reference crafts its training samples with 4 steps."
+
+
+def test_epochs_are_counted_in_words():
+    assert (prose.epochs(1), prose.epochs(4)) == ("1 epoch", "4 epochs")
 
 
 def test_verdicts_and_commits():

@@ -17,11 +17,11 @@ EXPERIMENT_NAMES = {"plain": "simplenet", "adv": "advsimplenet"}  # in the regis
 
 def setting_facts(runs, results, profile, device="auto"):
     """Facts on what was trained and attacked: profile, size (px), data; plain_epochs, plain_device, adv_epochs,
-    adv_device (each model's epochs and training device); n (attacked images) and val_size (validation images)."""
+    adv_device (each model's epochs, as '4 epochs', and training device); n (attacked images) and val_size (validation images)."""
     cfg, trained_on = runs["adv"].config, {key: run.metrics["provenance"]["device"] for key, run in runs.items()}
     return dict(profile=profile, size=cfg["image_size"], data=prose.dataset_name(cfg),
-                plain_epochs=runs["plain"].config["epochs"], plain_device=trained_on["plain"],
-                adv_epochs=cfg["epochs"], adv_device=trained_on["adv"], n=results["plain"]["num_images"],
+                plain_epochs=prose.epochs(runs["plain"].config["epochs"]), plain_device=trained_on["plain"],
+                adv_epochs=prose.epochs(cfg["epochs"]), adv_device=trained_on["adv"], n=results["plain"]["num_images"],
                 val_size=len(analysis.predictions(runs["plain"], device=device)["label"]))
 
 
@@ -46,7 +46,7 @@ def crafting_facts(runs):
 def last_epoch_facts(runs):
     """Facts from the trainer's log of the last epochs, as sentences with 95% intervals: AdvSimpleNet's top-1 on
     its adversarial training samples (adversarial), on the same batches before the attack (clean) and on the
-    validation set (val); SimpleNet's validation top-1 (plain_val) and epochs (plain_epochs); chance (%)."""
+    validation set (val); SimpleNet's validation top-1 (plain_val) and epochs (plain_epochs, as '4 epochs'); chance (%)."""
     adv_last, plain_last = runs["adv"].history.iloc[-1], runs["plain"].history.iloc[-1]
     seen, val_seen = int(adv_last["train_images"]), int(adv_last["val_images"])
     return dict(adversarial=stats.describe(stats.count(adv_last["train_acc1"], seen), seen),
@@ -55,7 +55,7 @@ def last_epoch_facts(runs):
                 chance=100 / data.NUM_CLASSES,
                 plain_val=stats.describe(stats.count(plain_last["val_acc1"], plain_last["val_images"]),
                                          int(plain_last["val_images"])),
-                plain_epochs=len(runs["plain"].history))
+                plain_epochs=prose.epochs(len(runs["plain"].history)))
 
 
 def robustness_table(runs, results, default, number):

@@ -43,7 +43,7 @@ def results():
 def test_setting_and_crafting_facts_describe_both_runs(monkeypatch):
     monkeypatch.setattr(section.analysis, "predictions", lambda run, device="auto": {"label": np.zeros(48)})
     setting = section.setting_facts(runs(device="cuda"), results(), "smoke")
-    assert setting["plain_epochs"] == 2 and setting["adv_epochs"] == 4 and setting["n"] == 10
+    assert setting["plain_epochs"] == "2 epochs" and setting["adv_epochs"] == "4 epochs" and setting["n"] == 10
     assert setting["plain_device"] == "cpu" and setting["adv_device"] == "cuda" and setting["val_size"] == 48
     crafting = section.crafting_facts(runs(lr=0.02))
     assert crafting["steps"] == 3 and crafting["epsilon"] == pytest.approx(6) and crafting["step"] == pytest.approx(2)
@@ -55,7 +55,7 @@ def test_last_epoch_facts_turn_the_logged_accuracies_into_counts():
     facts = section.last_epoch_facts(runs())
     assert facts["adversarial"] == stats.describe(50, 200) and facts["clean"] == stats.describe(80, 200)
     assert facts["val"] == stats.describe(5, 40) and facts["plain_val"] == stats.describe(5, 40)
-    assert facts["plain_epochs"] == 2 and facts["chance"] == 100 / data.NUM_CLASSES
+    assert facts["plain_epochs"] == "2 epochs" and facts["chance"] == 100 / data.NUM_CLASSES
 
 
 def test_robustness_table_has_a_column_per_model_beside_the_reference():
