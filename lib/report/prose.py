@@ -7,6 +7,7 @@ can hide inside a sentence. Wording that depends on a result ("over-fitted", "su
 "above") comes from the named functions here, whose thresholds are stated beside them.
 """
 from pathlib import Path
+import math
 import string
 
 from IPython.display import Markdown, display
@@ -259,16 +260,16 @@ def crafting_against_reference(crafting, reference):
     """A sentence naming how AdvSimpleNet's crafting attack differs from the reference's, else empty.
 
     crafting, reference: {num_steps, step_size, epsilon}, pixel units (epsilon and step in [0, 1])."""
-    words = {"num_steps": "{:.0f} steps", "step_size": "step {:.3g}/255", "epsilon": "epsilon {:.3g}/255"}
-    scale = {"num_steps": 1, "step_size": 255, "epsilon": 255}
-    changed = [words[key].format(scale[key] * reference[key]) for key in words
-               if abs(crafting[key] - reference[key]) > 1e-9]
+    said = {"num_steps": f"{reference['num_steps']:.0f} steps",
+            "step_size": f"step {255 * reference['step_size']:.3g}/255",
+            "epsilon": f"epsilon {255 * reference['epsilon']:.3g}/255"}
+    changed = [text for key, text in said.items() if not math.isclose(crafting[key], reference[key])]
     if not changed:
         return ""
-    said = " and ".join([", ".join(changed[:-1]), changed[-1]] if len(changed) > 1 else changed)
+    listed = f"{', '.join(changed[:-1])} and {changed[-1]}" if len(changed) > 1 else changed[0]
     smaller = (", so this AdvSimpleNet is trained for smaller perturbations than the reference's"
                if crafting["epsilon"] < reference["epsilon"] else "")
-    return f"The reference crafts its training samples with {said}{smaller}."
+    return f"The reference crafts its training samples with {listed}{smaller}."
 
 
 def starting_point(init_from, reference_epochs):
