@@ -135,13 +135,6 @@ def subset(cfg):
     return f", on a subset of {cfg['train_images']} training and {cfg['val_images']} validation images"
 
 
-def verdicts(judged):
-    """A numbered Markdown list of judged findings (dicts of lib.report.findings' judge_* functions): each
-    item's verdict, finding and evidence."""
-    return "\n".join(f"{i}. **{v['verdict'].capitalize()}**: {v['finding']} {v['evidence']}"
-                     for i, v in enumerate(judged, 1))
-
-
 def dataset_label(cfg):
     """The data set of a run configuration by its directory's name (never a path), with the training /
     validation images used when a profile takes a subset: 'miniplaces-sample (500 / 100)'."""

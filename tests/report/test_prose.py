@@ -153,10 +153,7 @@ def test_epochs_are_counted_in_words():
     assert (prose.epochs(1), prose.epochs(4)) == ("1 epoch", "4 epochs")
 
 
-def test_verdicts_and_commits():
-    judged = [{"verdict": "reproduced", "finding": "A.", "evidence": "B."},
-              {"verdict": "not reproduced", "finding": "C.", "evidence": "D."}]
-    assert prose.verdicts(judged) == "1. **Reproduced**: A. B.\n2. **Not reproduced**: C. D."
+def test_short_commits():
     assert prose.short_commit("0123456789abcdef-dirty") == "0123456789+"
     assert prose.short_commit("0123456789abcdef") == "0123456789"
 
