@@ -88,9 +88,9 @@ def claim_4(simplenet):
 
 
 def claim_5(resnet, correct, pretrained):
-    """None (not testable) unless ResNet-18 started from ImageNet weights."""
+    """Not testable (the ledger's reason, a str) unless ResNet-18 started from ImageNet weights."""
     if not pretrained:
-        return None
+        return ledger.BY_NUMBER[5].untestable
     gap, variance = train_val_gap(resnet)
     parts = [Part("ResNet-18 train - val top-1", Normal(gap, math.sqrt(variance)), "above", ledger.LARGE_GAP)]
     return parts + [Part(f"top-1, ResNet-18 - {name}", paired_effect(correct["resnet18"], others), "above",
@@ -105,10 +105,10 @@ def _epoch_difference(history, later, earlier):
 
 
 def claim_6(vit):
-    """None (not testable) with fewer than two epochs."""
+    """Not testable (a reason, a str) with fewer than two epochs."""
     history = vit.history
     if len(history) < 2:
-        return None
+        return "the ViT trained for a single epoch, so its validation top-1 has no course to judge"
     best = int(history["val_acc1"].to_numpy().argmax())
     return [Part("ViT val top-1, last - first epoch", _epoch_difference(history, -1, 0), "above",
                  ledger.ACCURACY_MARGIN),
@@ -184,13 +184,16 @@ def claim_15(plain, adv):
 # ----------------------------------------------------------------------------- deciding and showing
 
 def judge(parts):
-    """The ledger judged: parts {number: [Part] or None}, every claim of the ledger. Returns one dict per claim,
-    in the ledger's order: claim (lib.report.claims.Claim), parts, and rules.decide's outcome and p values."""
+    """The ledger judged: parts {number: [Part], or a str saying why the claim is not testable here}, every claim of
+    the ledger. Returns one dict per claim, in the ledger's order: claim (lib.report.claims.Claim), parts ([] when
+    not testable), reason (why not, else ''), and rules.decide's outcome and p values."""
     missing = set(ledger.BY_NUMBER) - set(parts)
     if missing:
         raise ValueError(f"claims {sorted(missing)} of the ledger have no measurement")
-    decided = rules.decide(parts)
-    return [dict(claim=claim, parts=parts[claim.number] or [], **decided[claim.number]) for claim in ledger.CLAIMS]
+    reasons = {n: p for n, p in parts.items() if isinstance(p, str)}
+    decided = rules.decide({n: None if n in reasons else p for n, p in parts.items()})
+    return [dict(claim=claim, parts=[] if claim.number in reasons else parts[claim.number],
+                 reason=reasons.get(claim.number, ""), **decided[claim.number]) for claim in ledger.CLAIMS]
 
 
 # unit: (from the part's value to the unit, number format, suffix in text, name on an axis)

@@ -74,6 +74,9 @@ def test_resnet_without_imagenet_weights_is_not_testable():
     parts[5] = judge.claim_5(run([50, 55], 90), {"resnet18": [right(550)]}, pretrained=False)
     judged = {j["claim"].number: j for j in judge.judge(parts)}
     assert judged[5]["outcome"] == rules.NOT_TESTABLE and judged[5]["parts"] == []
+    assert judged[5]["reason"] == claims.BY_NUMBER[5].untestable
+    one_epoch = judge.claim_6(run([5], 10))
+    assert isinstance(one_epoch, str) and "single epoch" in one_epoch
     with pytest.raises(ValueError, match=r"claims \[5\]"):
         judge.judge({n: p for n, p in parts.items() if n != 5})
 

@@ -128,7 +128,7 @@ def grid_cell(grid, steps, scale):
 
 
 def claim_parts(evidence):
-    """Every claim of the ledger measured on this execution: {number: [rules.Part] or None (not testable)}."""
+    """Every claim of the ledger measured on this execution: {number: [rules.Part], or why it is not testable}."""
     runs, correct, costs = evidence.runs, evidence.correct, evidence.costs
     default_steps = evidence.default.num_steps
     attacked = {name: [analysis.correct(r["per_image"], when="adv") for r in group]
@@ -184,7 +184,7 @@ def claim_list(judged):
     for j in judged:
         claim = j["claim"]
         if not j["parts"]:
-            text = f"Not testable here: {claim.untestable}."
+            text = f"Not testable here: {j['reason']}."
         else:
             text = "; ".join(map(judge.part_text, j["parts"])) + ". " + judge.more_data_text(j)
         items.append(f"{claim.number}. **{j['outcome'].capitalize()}**: {claim.claim} {text.strip()}")

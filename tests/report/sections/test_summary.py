@@ -89,7 +89,7 @@ def test_overstatement_facts_say_when_pgd_overstated(evidence):
 def test_outcome_and_ledger_tables_list_every_claim():
     from tests.report.test_judge import measured_parts
     from lib.report import judge
-    judged = judge.judge({**measured_parts(True), 5: None})
+    judged = judge.judge({**measured_parts(True), 5: "offline"})
     table = summary.outcome_table(judged)
     assert [row[0] for row in table.body] == [str(n) for n in range(1, 16)] and table.number == "F.2"
     assert table.body[4][-1] == "not testable in this profile" and table.body[4][2] == "–"
@@ -99,7 +99,7 @@ def test_outcome_and_ledger_tables_list_every_claim():
     assert (counts["claims"], counts["supported"], counts["untestable"]) == (15, 14, 1)
     assert counts["tested"] == 15 - 1 - 3  # claims 1, 7 and 15 are single measurements
     listed = summary.claim_list(judged)
-    assert listed.count("\n") == 14 and "5. **Not testable in this profile**" in listed
+    assert listed.count("\n") == 14 and "5. **Not testable in this profile**" in listed and "Not testable here: offline." in listed
     rows = summary.forest_rows(judged)
     assert len(rows) == sum(len(j["parts"]) for j in judged)
     assert rows[1]["thresholds"] == [pytest.approx(1.05)] and rows[1]["low"] < rows[1]["estimate"] < rows[1]["high"]
