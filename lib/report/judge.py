@@ -200,7 +200,7 @@ def judge(parts):
 UNITS = {"points": (lambda v: 100 * v, "{:+.1f}", " points", "points"),
          "percent": (lambda v: 100 * v, "{:.2f}", "%", "%"), "ratio": (math.exp, "{:.2f}", "x", "x"),
          "x": (lambda v: v, "{:.2f}", "x", "x"), "dB": (lambda v: v, "{:.1f}", " dB", "dB"),
-         "share": (lambda v: v, "{:+.2f}", "", "share of epochs"), "l2": (lambda v: v, "{:+.3f}", "", "/255")}
+         "share": (lambda v: v, "{:+.2f}", "", "share of epochs"), "l2": (lambda v: v, "{:+.1f}", "", "/255")}
 
 
 def show(value, unit, suffix=True):

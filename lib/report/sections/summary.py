@@ -169,12 +169,11 @@ def outcome_table(judged):
                         "over the claims with a test (a dash: decided by a single measurement, or not tested).", "F.2")
 
 
-def ledger_table():
-    """Table F.3: the ledger's declared rule of every claim: the quantity, the test and the threshold."""
-    return tables.Table([{"": c.number, "quantity measured": c.quantity, "test": c.test, "threshold": c.threshold}
-                         for c in ledger.CLAIMS],
-                        "The claims ledger (lib/report/claims.py): for every claim the quantity this project "
-                        "measures, the test and the threshold or margin, declared before any run was read.", "F.3")
+def ledger_list():
+    """The ledger's declared rule of every claim as a numbered Markdown list: where the reference makes it, the
+    quantity measured, the test and the threshold (a list, not a table: its cells are sentences)."""
+    return "\n".join(f"{c.number}. {c.where}. *Measured*: {c.quantity}. *Test*: {c.test}. "
+                     f"*Threshold*: {c.threshold}." for c in ledger.CLAIMS)
 
 
 def claim_list(judged):
