@@ -237,5 +237,5 @@ def more_data_text(judged):
     if factor <= 1:
         return ("At this n the observed effect would be decided alone; the correction for testing the ledger's "
                 "claims together leaves it open.")
-    return (f"Deciding the observed effect would take about {factor:.1f} times as many {sample} "
+    return (f"Deciding the observed effect would take about {factor:,.1f} times as many {sample} "
             f"({rules.POWER:.0%} power).")
