@@ -262,7 +262,11 @@ class Trainer:
                 "amp": self.amp, "amp_bf16_speedup": self.amp_speedup, "rng": rng}
 
     def resume(self, path):
-        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run.
+        """Continue from a checkpoint written after an epoch, with the model, optimizer, schedule, history and every
+        process's random state of that epoch, so the rest of the run sees the same batches, augmentations and
+        learning rates as an uninterrupted one. On a CPU the final result is then the same; on a GPU it agrees only
+        as closely as two uninterrupted runs do (cuDNN benchmarks its algorithms per process, and some of its
+        backward kernels add in a varying order), not bit for bit.
 
         Each process restores its own random state. A checkpoint written by a different number of
         processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
