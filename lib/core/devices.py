@@ -81,6 +81,16 @@ def in_group():
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def on_every_rank(flag, device):
+    """Whether `flag` (a bool) holds on every process of the torchrun group (an all-reduce of the minimum, on
+    `device` under NCCL, on the CPU under gloo): a collective, so every rank must ask; `flag` outside a group."""
+    if not in_group():
+        return flag
+    value = torch.tensor(int(flag), device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def rank_label():
     """'rank R: ' in a torchrun job of several processes, else '' (a prefix for messages)."""
     return f"rank {world()[0]}: " if in_group() else ""

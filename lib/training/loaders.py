@@ -37,20 +37,23 @@ class DeviceBatches:
     """Training batches gathered on the device from this process's shard of the split, held there as uint8.
 
     dataset: TensorDataset(uint8 (N, 3, H, W), int64 (N,)); the shard of rank r of w processes is items r, r + w,
-    r + 2w, ... (all of them in one process), copied to `device` once. Each epoch (`sampler.set_epoch`) permutes
+    r + 2w, ... of the first (N // w) x w items (all of them in one process), copied to `device` once: every rank
+    holds N // w images, as DistributedSampler(drop_last=True) gives each, so every rank takes the same number of
+    steps (the last N mod w < w items are never drawn under torchrun). Each epoch (`sampler.set_epoch`) permutes
     the shard on the device (EpochPermutation) and yields `len(self)` batches (uint8 (batch_size, 3, H, W), int64
     (batch_size,)) of consecutive entries of the permutation, the last partial batch dropped: no worker, no
     pinning, no per-sample fetch. In one process these are exactly the batches of the DataLoader path for the
     same seed when both draw on the same device type; a GPU's generator draws other permutations than the CPU's,
     with the same statistics. Under torchrun every global batch takes batch_size images from each rank's shard
-    (every image still once per epoch), where the DataLoader path draws it from the whole split.
+    (every image of the shards once per epoch), where the DataLoader path draws it from the whole split.
     """
 
     def __init__(self, dataset, batch_size, seed, device, rank=0, world_size=1):
         images, labels = dataset.tensors
         self.dataset, self.batch_size = dataset, batch_size
-        self.images = images[rank::world_size].to(device)
-        self.labels = labels[rank::world_size].to(device)
+        equal = len(labels) // world_size * world_size
+        self.images = images[rank:equal:world_size].to(device)
+        self.labels = labels[rank:equal:world_size].to(device)
         self.sampler = EpochPermutation(len(self.labels), seed, device)
 
     def __len__(self):
@@ -64,13 +67,15 @@ class DeviceBatches:
 
 
 def shard_bytes(dataset, world_size=1):
-    """Bytes of one process's shard of a TensorDataset's tensors (as DeviceBatches holds them)."""
+    """Bytes of one process's shard of a TensorDataset's tensors (N // world_size items, as DeviceBatches holds)."""
     return sum(tensor[0].nelement() * tensor.element_size() for tensor in dataset.tensors) * \
-        -(-len(dataset) // world_size)
+        (len(dataset) // world_size)
 
 
 def use_device(choice, train_set, device, world_size=1):
-    """Whether the training batches come from DeviceBatches under cfg['data_on_device'] = `choice`."""
+    """Whether the training batches come from DeviceBatches under cfg['data_on_device'] = `choice`. Under torchrun
+    'auto' is decided by all ranks together: the device only when every rank's shard fits (devices.on_every_rank),
+    so that no rank takes another path, or another number of steps, than the others."""
     if choice not in DATA_ON_DEVICE:
         raise ConfigError(f"data_on_device must be one of {', '.join(DATA_ON_DEVICE)}, got {choice!r}")
     tensors = isinstance(train_set, TensorDataset)
@@ -83,7 +88,7 @@ def use_device(choice, train_set, device, world_size=1):
     if device.type != "cuda" or not tensors:
         return False
     free, _ = torch.cuda.mem_get_info(device)
-    return shard_bytes(train_set, world_size) <= RESIDENT_SHARE * free
+    return devices.on_every_rank(shard_bytes(train_set, world_size) <= RESIDENT_SHARE * free, device)
 
 
 def build_loaders(train_set, val_set, cfg, seed, device):
