@@ -35,8 +35,10 @@ def cmd_train(args):
                  if (value := getattr(args, setting)) is not None}
     if args.channels_last is not None:
         overrides["channels_last"] = args.channels_last
-    result = study.run(args.experiment, args.profile, data_dir=args.data_dir, device=args.device,
-                             force=args.force, results_dir=args.results_dir, **overrides)
+    if args.replica < 0:
+        raise settings.ConfigError(f"--replica must be 0 or more (the training seed's index), got {args.replica}")
+    one = study.Study(args.profile, args.data_dir or "", args.device, args.force, overrides={args.experiment: overrides})
+    result = one.run(args.experiment, args.replica, results_dir=args.results_dir)
     if world()[0] == 0:
         metrics = result.metrics
         print(f"{args.experiment} ({args.profile}): val Acc@1 {metrics['val_acc1']:.2f}  Acc@5 "
@@ -47,7 +49,7 @@ def cmd_train_all(args):
     import torch
     from lib.study.train_all import gpu_list, train_all
     gpus = gpu_list(args.gpus or ",".join(map(str, range(torch.cuda.device_count()))), torch.cuda.device_count())
-    ended, logs = train_all(args.profile, gpus, args.experiments, args.data_dir, args.results_dir)
+    ended, logs = train_all(args.profile, gpus, args.experiments, args.data_dir, args.results_dir, args.seeds)
     for name, status in ended.items():
         outcome = "finished" if status == 0 else "not started" if status is None else f"failed ({status})"
         print(f"  {name:<20} {outcome}")
@@ -103,14 +105,19 @@ def parser():
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     train.add_argument("--results-dir", help="default: results/")
+    train.add_argument("--replica", type=int, default=0, help="train the run of training seed number REPLICA (seed + "
+                       "REPLICA; an init_from source's seed moved with it), as `report --seeds` asks for it")
     train.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                        help="memory format of the weights and batches (default: the registry's; the CNNs use it)")
     for flag, (setting, kind) in TRAIN_OPTIONS.items():
         train.add_argument(flag, dest=setting, type=kind)
     train.set_defaults(func=cmd_train)
 
-    every = sub.add_parser("train-all", help="train the study's experiments at once, one per GPU, init_from order kept")
+    every = sub.add_parser("train-all", help="train every run a report of the profile asks for (each training seed), "
+                           "one per GPU, init_from order kept")
     every.add_argument("--profile", default="full")
+    every.add_argument("--seeds", type=int, help="training seeds per compared experiment, as `report --seeds` "
+                       "(default: the profile's, 1 for smoke and sample, 3 for full)")
     every.add_argument("--gpus", help="GPU indices, e.g. 0,1,2,3 (default: every visible GPU); 'cpu' for a try-out")
     every.add_argument("--experiments", nargs="+", help="default: every experiment")
     every.add_argument("--data-dir", help="MiniPlaces root (default: the embedded sample)")
