@@ -54,7 +54,7 @@ def cuda_tests(seconds):
     module that cannot be imported here fails the section; the cuda tests run on a GPU and are skipped elsewhere.
     Returns {'passed': bool, 'summary': pytest's last line, 'counts': {'passed': n, 'skipped': n, 'deselected': n,
     ...} as that line gives them}."""
-    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests"]
+    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "tests"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=max(1.0, seconds))
     except subprocess.TimeoutExpired:
