@@ -210,9 +210,10 @@ SANITY_IMAGES = {"full": 500, "smoke": 16}  # validation images attacked by the 
 def sanity(device, profile, results_dir):
     """SimpleNet at `profile`'s settings for one epoch on the embedded sample (the schedule's warm-up share kept,
     a loss logged every step), then the study's default PGD attack in IEEE fp32 on SANITY_IMAGES[profile] evenly
-    spaced validation images, timed after an untimed batch of the same shape (cuDNN tunes new shapes first). 'loss falls': the last quarter of the logged losses is lower on average than the
-    first quarter; 'attack succeeds': the attack reached its target on at least half of the images and top-1 under
-    attack is at most the clean top-1."""
+    spaced validation images, timed after an untimed batch of the same shape (cuDNN tunes new shapes first).
+    'loss falls': the last quarter of the logged losses is lower on average than the first quarter; 'attack
+    succeeds': the attack reached its target on at least half of the images and top-1 under attack is at most the
+    clean top-1."""
     full = experiments.config("simplenet", profile)
     run = experiments.run("simplenet", profile, device=device, results_dir=results_dir, progress=False, epochs=1,
                           warmup_epochs=full["warmup_epochs"] / full["epochs"], log_every=1)

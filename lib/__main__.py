@@ -37,7 +37,8 @@ def cmd_train(args):
         overrides["channels_last"] = args.channels_last
     if args.replica < 0:
         raise settings.ConfigError(f"--replica must be 0 or more (the training seed's index), got {args.replica}")
-    one = study.Study(args.profile, args.data_dir or "", args.device, args.force, overrides={args.experiment: overrides})
+    one = study.Study(args.profile, args.data_dir or "", args.device, args.force,
+                      overrides={args.experiment: overrides})
     result = one.run(args.experiment, args.replica, results_dir=args.results_dir)
     if world()[0] == 0:
         metrics = result.metrics

@@ -20,7 +20,7 @@ from lib.study import Study
 BLOCKED = ("IPython", "ipykernel", "ipywidgets", "nbformat", "nbconvert", "nbclient", "papermill", "jupyter",
            "jupyter_client", "jupyter_core", "torchattacks", "tensorboard")
 
-SITECUSTOMIZE = f'''"""Written by tests/test_bare_machine.py: the packages the bare GPU machine lacks cannot be imported."""
+SITECUSTOMIZE = f'''"""Written by tests/test_bare_machine.py: what the bare GPU machine lacks cannot be imported."""
 import sys
 
 for name in {BLOCKED!r}:

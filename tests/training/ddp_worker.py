@@ -8,8 +8,9 @@ first augmentation draw as OUT/draw<rank>.pt; `killed` trains the same run into 
 killed (SIGKILL, no clean-up) at its first step of epoch 2, which ends the launch; `resume` continues OUT/split
 to the end; `nan` makes rank 1's loss NaN at its second step; `fail` raises an error on rank 1 alone at its
 second step; `auto` decides data_on_device='auto' on a fake GPU whose free memory holds the training split on
-rank 0 only, and writes each rank's own verdict and the agreed one as OUT/auto<rank>.json; `syncbn` trains a BatchNorm model 2 epochs on CPU kernels standing in for SyncBatchNorm's CUDA
-ones (tests/training/cpu_syncbn.py) and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
+rank 0 only, and writes each rank's own verdict and the agreed one as OUT/auto<rank>.json; `syncbn` trains a
+BatchNorm model 2 epochs on CPU kernels standing in for SyncBatchNorm's CUDA ones (tests/training/cpu_syncbn.py)
+and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
 "rank R: error: ..." and ends the process with status 3, another error as "rank R: failed: ..." with status 1
 (lib.core.devices.exit_process, as `python -m lib` does).
 """

@@ -166,8 +166,8 @@ def test_training_and_validation_run_in_the_named_precision_whatever_the_global_
 def ddp_runs(tmp_path_factory):
     """Two launches (each costs seconds of start-up): a whole 3-epoch 2-process run, then the same run until
     rank 0 is killed in epoch 2; then a new launch that resumes it, decides data_on_device='auto' on fake GPUs
-    (ddp_worker.decide_auto) and goes on to a run whose loss turns NaN on rank 1. Returns (output folder, the second launch's CompletedProcess, its wall time in seconds, the first
-    launch's CompletedProcess)."""
+    (ddp_worker.decide_auto) and goes on to a run whose loss turns NaN on rank 1. Returns (output folder, the
+    second launch's CompletedProcess, its wall time in seconds, the first launch's CompletedProcess)."""
     out = tmp_path_factory.mktemp("ddp")
     killed = torchrun(WORKER, out, "whole", "killed")
     start = time.monotonic()
