@@ -252,3 +252,36 @@ def vit_scaling(rows, labels, name):
         ax.set(title=title, xlabel="tokens per image")
     axes[3].legend(*axes[0].get_legend_handles_labels(), loc="center", frameon=False)
     return _finish(fig, name)
+
+
+OUTCOME_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
+FOREST_ROW = 0.32  # inches per row of the findings figure
+
+
+def claims_forest(rows, name):
+    """The findings at a glance: one row per measured part of a claim, each on its own axis in its own unit: the
+    estimate with its 95% interval (a point alone for a single measurement), coloured by the claim's outcome, and
+    the claim's threshold(s) as dashed lines.
+
+    rows: lib.report.sections.summary.forest_rows (label, estimate, low, high, thresholds, outcome). Returns the
+    figure.
+    """
+    fig, axes = plt.subplots(len(rows), 1, figsize=(WIDTH, FOREST_ROW * len(rows) + 0.6), squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        colour = OUTCOME_COLOURS[row["outcome"]]
+        ax.errorbar([row["estimate"]], [0], xerr=[[row["estimate"] - row["low"]], [row["high"] - row["estimate"]]],
+                    fmt="o", color=colour, capsize=2)
+        for threshold in row["thresholds"]:
+            ax.axvline(threshold, color="black", ls="--", lw=0.8)
+        ends = [row["low"], row["high"], *row["thresholds"]]
+        pad = 0.15 * (max(ends) - min(ends)) or 0.5
+        ax.set_xlim(min(ends) - pad, max(ends) + pad)
+        ax.set_yticks([0], [row["label"]], fontsize=7)
+        ax.tick_params(axis="x", labelsize=7, pad=1)
+        ax.grid(False)
+    handles = [plt.Line2D([], [], marker="o", color=c, ls="", label=o) for o, c in OUTCOME_COLOURS.items()]
+    handles.append(plt.Line2D([], [], color="black", ls="--", lw=0.8, label="threshold"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()), h_pad=0.2)
+    save(fig, name)
+    return fig

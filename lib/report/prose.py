@@ -3,8 +3,8 @@
 A notebook computes its facts first (numbers, and phrases from the functions below), then shows one template
 rendered with them: `say("Top-1 is {top1} after {epochs} epochs.", top1=..., epochs=...)`. A placeholder is a
 plain name with an optional format spec (`{ratio:.2f}`, `{images:,}`), so no expression, attribute or index
-can hide inside a sentence. Wording that depends on a result ("over-fitted", "supported by the curves",
-"above") comes from the named functions here, whose thresholds are stated beside them.
+can hide inside a sentence. Wording that depends on a result ("above", "more often successful") comes from the
+named functions here; the reference's claims are judged by the claims ledger (lib.report.claims), not here.
 """
 from pathlib import Path
 import math
@@ -15,10 +15,9 @@ import numpy as np
 from lib import attacks, data
 from lib.core.devices import PRECISION_NAMES
 from lib.report import analysis, stats
+from lib.report.claims import SAME_LOOKING_PSNR
 
 
-OVERFIT_GAP = 5  # points of train - validation top-1 from which a model is called over-fitted
-IMPERCEPTIBLE_PSNR = 40  # dB: a change above this PSNR is often taken as imperceptible
 
 
 def render(template, facts):
@@ -136,13 +135,6 @@ def subset(cfg):
     return f", on a subset of {cfg['train_images']} training and {cfg['val_images']} validation images"
 
 
-def verdicts(judged):
-    """A numbered Markdown list of judged findings (dicts of lib.report.findings' judge_* functions): each
-    item's verdict, finding and evidence."""
-    return "\n".join(f"{i}. **{v['verdict'].capitalize()}**: {v['finding']} {v['evidence']}"
-                     for i, v in enumerate(judged, 1))
-
-
 def dataset_label(cfg):
     """The data set of a run configuration by its directory's name (never a path), with the training /
     validation images used when a profile takes a subset: 'miniplaces-sample (500 / 100)'."""
@@ -170,30 +162,11 @@ def resnet_start(pretrained):
             "trained from random initialisation, because torchvision's ImageNet weights were not available offline")
 
 
-def capacity_gap(resnet_gap, simplenet_gap):
-    """What the train - validation top-1 gaps (points) of ResNet-18 and SimpleNet say about fitting."""
-    if resnet_gap > simplenet_gap:
-        return ("The larger gap shows the extra capacity fitting the training set beyond what carries over to new "
-                "images, while SimpleNet's small gap marks under-fitting.")
-    return ("In this run ResNet-18 does not open a larger train/val gap than SimpleNet, unlike the reference (about "
-            "88% train against 53% validation top-1 with ImageNet weights): with this profile's few epochs neither "
-            "model has yet fitted its training set.")
-
-
-def convergence(faster, slower):
-    """Facts on whether two validation top-1 curves (per epoch) support 'the second converges more slowly':
-    epochs (compared: the shorter run's), ahead (epochs after which the first is higher) and supported
-    ('supported' when that is more than half of them, else 'not supported')."""
-    epochs = min(len(faster), len(slower))
-    ahead = int((np.asarray(faster)[:epochs] > np.asarray(slower)[:epochs]).sum())
-    return dict(epochs=epochs, ahead=ahead, supported="supported" if ahead > epochs / 2 else "not supported")
-
-
-def overfitting(gap):
-    """A sentence on a ViT's train - validation top-1 gap (points): over-fitted from OVERFIT_GAP points on."""
-    if gap < OVERFIT_GAP:
-        return f"With a gap below {OVERFIT_GAP} points the ViT shows no clear over-fitting, as in the reference."
-    return f"A gap of {OVERFIT_GAP} points or more is a sign of over-fitting, unlike the reference's finding."
+def convergence(first, second):
+    """Facts on two validation top-1 curves (per epoch): epochs (compared: the shorter run's) and ahead (epochs
+    after which the first is higher). The claim that one converges more slowly is judged by the ledger (claim 7)."""
+    epochs = min(len(first), len(second))
+    return dict(epochs=epochs, ahead=int((np.asarray(first)[:epochs] > np.asarray(second)[:epochs]).sum()))
 
 
 def kept_under_attack(clean_acc1, adv_acc1):
@@ -204,8 +177,8 @@ def kept_under_attack(clean_acc1, adv_acc1):
 
 
 def psnr_side(psnr):
-    """'above' or 'below' IMPERCEPTIBLE_PSNR dB."""
-    return "above" if psnr > IMPERCEPTIBLE_PSNR else "below"
+    """'above' or 'below' the ledger's SAME_LOOKING_PSNR dB."""
+    return "above" if psnr > SAME_LOOKING_PSNR else "below"
 
 
 def epsilon_trade(pair):

@@ -31,10 +31,15 @@ from lib.training.trainer import Trainer
 def datasets(cfg):
     """(train_set, val_set, train_transform, val_transform) of a configuration. The images are memory
     maps of the data set's decoded cache (data.load_split): the first process to need a split decodes
-    it (with cfg['num_workers'] processes), every later notebook kernel or torchrun process maps it."""
+    it (with cfg['num_workers'] processes), every later notebook kernel or torchrun process maps it.
+    With cfg['tune_split'] (a recipe search's probe) the tune split is held out of the training images and is the
+    set validated on: such a run never reads the validation images (lib.data.tune)."""
     size = cfg["image_size"]
     train_set = data.load_split(cfg["data_dir"], "train", size, limit=cfg["train_images"],
                                 num_workers=cfg["num_workers"])
+    if cfg["tune_split"]:
+        train_set, val_set = data.split_off_tune(train_set)
+        return train_set, val_set, data.TrainAugment(size), data.EvalTransform(size)
     val_set, val_transform = val_data(cfg)
     return train_set, val_set, data.TrainAugment(size), val_transform
 

@@ -57,6 +57,7 @@ TRAINING_CHECKS = {
     "data_on_device": (lambda v, c: v in DATA_ON_DEVICE, "one of " + ", ".join(DATA_ON_DEVICE) +
                        " (quote 'on' and 'off' in YAML)"),
     "compile": (lambda v, c: isinstance(v, bool), "true or false"),
+    "tune_split": (lambda v, c: isinstance(v, bool), "true or false"),
 }
 from lib.core.errors import ConfigError
 

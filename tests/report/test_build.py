@@ -291,6 +291,8 @@ def test_smoke_report_reads_as_a_document(smoke_html):
     assert not paths, paths
     assert text.index("Findings") < text.index("Introduction and data") < text.index("Appendix: provenance")
     assert "Results at a glance" in text and "Table F.1" in text and "Table F.2" in text
-    assert sum(text.count(verdict) for verdict in ("reproduced", "not testable in this profile")) >= 6
+    outcomes = ("supported", "contradicted", "inconclusive", "not testable in this profile")
+    assert sum(text.count(outcome) for outcome in outcomes) >= 15  # every claim of the ledger has its outcome
+    assert "Table F.3" in text and "Figure F.1" in text and "Holm" in text
     assert "McNemar p" in text and "[95% CI]" in text
     assert 'class="report-table"' in page and "Table A.1" in text

@@ -55,3 +55,16 @@ def test_curves_draw_every_seed_with_one_legend_entry_per_model(tmp_path, monkey
     fig = plots.adversarial_training_curves([FakeRun(0), FakeRun(1)], [FakeRun(2), FakeRun(3)], "adv_seeds")
     assert len(fig.axes[0].lines) == 4 and len(fig.axes[1].lines) == 10
     assert (tmp_path / "seeds.png").exists() and (tmp_path / "adv_seeds.png").exists()
+
+
+def test_claims_forest_draws_one_axis_per_part_with_its_thresholds(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "FIGURES_DIR", tmp_path)
+    rows = [dict(label="2. step time", estimate=1.5, low=1.4, high=1.6, thresholds=[1.05], outcome="supported"),
+            dict(label="8. top-1", estimate=0.3, low=-1.2, high=1.8, thresholds=[-1, 1], outcome="inconclusive"),
+            dict(label="15. time", estimate=5.0, low=5.0, high=5.0, thresholds=[1.05], outcome="contradicted")]
+    fig = plots.claims_forest(rows, "claims")
+    assert (tmp_path / "claims.png").exists() and len(fig.axes) == 3
+    for ax, row in zip(fig.axes, rows):
+        low, high = ax.get_xlim()
+        assert low < min(row["low"], *row["thresholds"]) and high > max(row["high"], *row["thresholds"])
+        assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == row["thresholds"]

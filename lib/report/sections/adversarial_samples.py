@@ -6,6 +6,7 @@ epsilons are pixel units in [0, 1] in the analyses and /255 in every fact and ta
 """
 from lib import attacks, data, study
 from lib.report import analysis, findings, prose, stats, tables
+from lib.report.claims import SAME_LOOKING_PSNR
 
 
 def attack_settings(profile, dry_run, attack):
@@ -98,7 +99,7 @@ def perturbation_facts(result, attack, size):
     full_l2 = attack.epsilon * (3 * size * size) ** 0.5
     return dict(linf=255 * result["linf"], epsilon=255 * attack.epsilon, l2=result["l2"], full_l2=full_l2,
                 share=result["l2"] / full_l2, psnr=result["psnr"], side=prose.psnr_side(result["psnr"]),
-                imperceptible=prose.IMPERCEPTIBLE_PSNR)
+                imperceptible=SAME_LOOKING_PSNR)
 
 
 def perturbation_table(result, attack, size, number):

@@ -100,12 +100,11 @@ def improved_facts(runs, acc, comparisons):
 def resnet_facts(runs, acc, comparisons):
     """Facts of ResNet-18 (resnet_*) against SimpleNet (simple_*): accuracy facts, resnet_params and simple_params
     (millions), loss (ResNet-18's final train loss), start (how it was initialised), comparison (against
-    ImprovedNet over the seeds) and meaning (what the train/val gaps say), in words."""
+    ImprovedNet over the seeds), in words."""
     params = {f"{key}_params": measurements.parameters(runs[name]) / 1e6
               for key, name in (("resnet", "resnet18"), ("simple", "simplenet"))}
     return dict(prose.prefixed({"resnet": acc["resnet18"], "simple": acc["simplenet"]}), **params,
                 loss=runs["resnet18"].metrics["train_loss"],
                 start=prose.resnet_start(runs["resnet18"].metrics.get("pretrained_source") == "imagenet"),
                 comparison=findings.describe_seeds(comparisons[("resnet18", "improvednet")], "ResNet-18",
-                                                   "ImprovedNet"),
-                meaning=prose.capacity_gap(acc["resnet18"]["gap"], acc["simplenet"]["gap"]))
+                                                   "ImprovedNet"))

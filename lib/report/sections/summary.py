@@ -1,5 +1,6 @@
-"""The Findings section (notebook 05): every experiment's results gathered once, the verdicts on the reference's
-findings, the results-at-a-glance table and the provenance appendix.
+"""The Findings section (notebook 05): every experiment's results gathered once, the claims ledger judged
+(lib.report.claims, judge, rules), the project's own findings beside it, the results-at-a-glance table and the
+provenance appendix.
 
 `Evidence.gather` reads the runs and analyses the other sections produced (it trains nothing new when they ran
 first); the functions below turn it into tables and facts for the notebook's sentence templates.
@@ -10,7 +11,8 @@ import time
 import torch
 
 from lib import attacks
-from lib.report import analysis, findings, measurements, prose, stats, tables
+from lib.core.errors import ConfigError
+from lib.report import analysis, claims as ledger, findings, judge, measurements, prose, rules, stats, tables
 from lib.report.sections import adversarial_samples, adversarial_training
 from lib.study import REPORTED, describe_settings
 
@@ -23,7 +25,9 @@ class Evidence:
     prose.accuracy_facts}; correct: {experiment: [per-image top-1 correctness, bool (n,), one per seed]};
     settings: the attacks (adversarial_samples.attack_settings); default: the default PGDAttack; per_seed:
     {model: [its analysis.under_attack summary per seed]}; compare: {'plain': SimpleNet's, 'adv': AdvSimpleNet's
-    [analysis.attack_comparison per seed]} (clean, PGD, APGD-CE, APGD-T and worst case, bool (n_strong,))."""
+    [analysis.attack_comparison per seed]} (clean, PGD, APGD-CE, APGD-T and worst case, bool (n_strong,)); costs:
+    the step-cost measurements {'conv', 'vit', 'versus'} (lib.report.measurements); grid: SimpleNet's
+    analysis.steps_grid rows."""
     study: object
     runs: dict
     acc: dict
@@ -32,21 +36,33 @@ class Evidence:
     default: attacks.PGDAttack
     per_seed: dict
     compare: dict
+    costs: dict = None
+    grid: list = None
 
     @classmethod
     def gather(cls, study, attack=None):
         """The evidence of `study` (a lib.study.Study) under the notebook's `attack` overrides (/255 units)."""
         seeded = {name: study.runs(name) for name in REPORTED}
+        probes = [name for name, group in seeded.items() if any(run.config.get("tune_split") for run in group)]
+        if probes:
+            raise ConfigError(f"{', '.join(probes)} trained with tune_split (a recipe search's probe, validated on "
+                              "the tune split): the Findings judge runs trained on every training image. Drop "
+                              "tune_split from the report's settings.")
         acc = {name: [prose.accuracy_facts(run, study.device) for run in group] for name, group in seeded.items()}
         settings, default = adversarial_samples.attack_settings(study.profile, study.dry_run, attack or {})
         per_seed = {name: [analysis.under_attack(run, default, settings["images"], device=study.device)
                            for run in seeded[name]] for name in ATTACKED}
         compare = adversarial_training.strong_comparisons(
             {"plain": seeded["simplenet"], "adv": seeded["advsimplenet"]}, settings, study.device)
-        return cls(study, {name: group[0] for name, group in seeded.items()},
-                   {name: facts[0] for name, facts in acc.items()},
+        runs = {name: group[0] for name, group in seeded.items()}
+        costs = {"conv": measurements.conv_costs(runs["simplenet"], runs["simplenet_custom"], device=study.device),
+                 "vit": measurements.vit_costs(runs["vit"], runs["vit_global"], device=study.device),
+                 "versus": measurements.cnn_vs_vit(runs["simplenet"], runs["vit"], device=study.device)}
+        grid = analysis.steps_grid(runs["simplenet"], default, settings["grid_steps"], settings["grid_scales"],
+                                   settings["images"], device=study.device)
+        return cls(study, runs, {name: facts[0] for name, facts in acc.items()},
                    {name: [f["correct"] for f in facts] for name, facts in acc.items()},
-                   settings, default, per_seed, compare)
+                   settings, default, per_seed, compare, costs, grid)
 
     @property
     def n_strong(self):
@@ -106,36 +122,109 @@ def seeds_table(evidence):
                         "and range. Table F.1 shows the first seed.", "F.3")
 
 
-def verdicts(evidence):
-    """The six verdicts on the reference's findings (lib.report.findings.judge_*), in the reference's order."""
-    runs, device, default = evidence.runs, evidence.study.device, evidence.default
-    collapse = [stats.paired_difference(f["clean1"], f["adv1"])
-                for f in map(prose.attack_facts, evidence.per_seed["simplenet"])]
-    return [
-        findings.judge_custom_conv(measurements.conv_costs(runs["simplenet"], runs["simplenet_custom"],
-                                                           device=device)),
-        findings.judge_better(evidence.pairs("improvednet", "simplenet"), "ImprovedNet", "SimpleNet",
-                              "The BatchNorm CNN (ImprovedNet) is more accurate than SimpleNet."),
-        findings.judge_resnet_best({"SimpleNet": evidence.pairs("resnet18", "simplenet"),
-                                    "ImprovedNet": evidence.pairs("resnet18", "improvednet")},
-                                   runs["resnet18"].metrics.get("pretrained_source") == "imagenet"),
-        findings.judge_window_attention(measurements.vit_costs(runs["vit"], runs["vit_global"], device=device),
-                                        evidence.pairs("vit", "vit_global")),
-        findings.judge_collapse(evidence.per_seed["simplenet"], collapse),
-        findings.judge_adversarial_training(
-            evidence.adversarial_training(), evidence.adversarial_training("clean"),
-            f"the strongest attack evaluated (the worst case of PGD-{default.num_steps}, APGD-CE and APGD-T on each "
-            f"of {evidence.n_strong:,} images)"),
-    ]
+def grid_cell(grid, steps, scale):
+    """The row of a steps x epsilon grid with `steps` steps at `scale` x the default epsilon."""
+    return next(row for row in grid if row["steps"] == steps and row["scale"] == scale)
 
 
-def verdict_table(judged):
-    """Table F.2: each finding of the reference report beside this execution's verdict."""
-    return tables.Table([{"": i + 1, "finding of the reference report": v["finding"], "this execution": v["verdict"]}
-                         for i, v in enumerate(judged)],
-                        "The reference report's findings and this execution's verdict: reproduced, not reproduced "
-                        "(including differences this execution cannot tell apart at its n), or not testable in this "
-                        "profile.", "F.2")
+def claim_parts(evidence):
+    """Every claim of the ledger measured on this execution: {number: [rules.Part], or why it is not testable}."""
+    runs, correct, costs = evidence.runs, evidence.correct, evidence.costs
+    default_steps = evidence.default.num_steps
+    attacked = {name: [analysis.correct(r["per_image"], when="adv") for r in group]
+                for name, group in evidence.per_seed.items()}
+    others = {runs[name].config["title"]: correct[name] for name in REPORTED if name != "resnet18"}
+    return {
+        1: judge.claim_1(costs["conv"]), 2: judge.claim_2(costs["conv"]), 3: judge.claim_3(correct),
+        4: judge.claim_4(runs["simplenet"]),
+        5: judge.claim_5(runs["resnet18"], {"resnet18": correct["resnet18"], **others},
+                         runs["resnet18"].metrics.get("pretrained_source") == "imagenet"),
+        6: judge.claim_6(runs["vit"]), 7: judge.claim_7(runs["vit"], runs["simplenet"]),
+        8: judge.claim_8(costs["vit"], correct), 9: judge.claim_9(costs["versus"]),
+        10: judge.claim_10(runs["vit"], runs["simplenet"]),
+        11: judge.claim_11(evidence.per_seed["simplenet"][0]["per_image"]),
+        12: judge.claim_12(evidence.per_seed["simplenet"][0]["per_image"]),
+        13: judge.claim_13(grid_cell(evidence.grid, default_steps, 1),
+                           grid_cell(evidence.grid, ledger.LONGER_ATTACK["steps"] * default_steps,
+                                     ledger.LONGER_ATTACK["scale"])),
+        14: judge.claim_14(attacked["advsimplenet"], attacked["simplenet"]),
+        15: judge.claim_15(runs["simplenet"], runs["advsimplenet"]),
+    }
+
+
+def _holm_cell(judged, key):
+    value = judged[f"holm_{key}"]
+    return "–" if value is None else stats.format_p(value)
+
+
+def outcome_table(judged):
+    """Table F.2: every claim of the reference with this execution's outcome and the Holm-adjusted p values of the
+    tests of support and of contradiction."""
+    return tables.Table([{"": j["claim"].number, "claim of the reference report": j["claim"].claim,
+                          "p support\n(Holm)": _holm_cell(j, "support"),
+                          "p contradiction\n(Holm)": _holm_cell(j, "contra"), "outcome": j["outcome"]}
+                         for j in judged],
+                        "The reference report's claims and this execution's outcome: supported, contradicted, "
+                        "inconclusive, or not testable in this profile. The p values are adjusted by Holm's method "
+                        "over the claims with a test (a dash: decided by a single measurement, or not tested).", "F.2")
+
+
+def ledger_table():
+    """Table F.3: the ledger's declared rule of every claim: the quantity, the test and the threshold."""
+    return tables.Table([{"": c.number, "quantity measured": c.quantity, "test": c.test, "threshold": c.threshold}
+                         for c in ledger.CLAIMS],
+                        "The claims ledger (lib/report/claims.py): for every claim the quantity this project "
+                        "measures, the test and the threshold or margin, declared before any run was read.", "F.3")
+
+
+def claim_list(judged):
+    """A numbered Markdown list: each claim's outcome, what was measured against its threshold and, when
+    inconclusive, how much more data would decide it; when not testable, why."""
+    items = []
+    for j in judged:
+        claim = j["claim"]
+        if not j["parts"]:
+            text = f"Not testable here: {j['reason']}."
+        else:
+            text = "; ".join(map(judge.part_text, j["parts"])) + ". " + judge.more_data_text(j)
+        items.append(f"{claim.number}. **{j['outcome'].capitalize()}**: {claim.claim} {text.strip()}")
+    return "\n".join(items)
+
+
+def forest_rows(judged):
+    """The rows of the findings figure (plots.claims_forest): one per part of every judged claim,
+    in the part's unit, with its 95% interval (a point for a single measurement) and its threshold(s)."""
+    rows = []
+    for j in judged:
+        for part in j["parts"]:
+            to_unit, _, _, axis = judge.UNITS[part.unit]
+            low, high = part.effect.interval()
+            rows.append(dict(label=f"{j['claim'].number}. {part.name} ({axis})",
+                             estimate=to_unit(part.effect.estimate), low=to_unit(low), high=to_unit(high),
+                             outcome=j["outcome"],
+                             thresholds=[to_unit(t) for t in ((-part.threshold, part.threshold)
+                                                              if part.kind == "within" else (part.threshold,))]))
+    return rows
+
+
+def outcome_counts(judged):
+    """Facts: how many claims there are (claims) and how many reached each outcome (supported, contradicted,
+    inconclusive, untestable); tested, the size of the Holm families; alpha, their family-wise level."""
+    count = {outcome: sum(j["outcome"] == outcome for j in judged) for outcome in rules.OUTCOMES}
+    return dict(claims=len(judged), supported=count[rules.SUPPORTED], contradicted=count[rules.CONTRADICTED],
+                inconclusive=count[rules.INCONCLUSIVE], untestable=count[rules.NOT_TESTABLE],
+                tested=sum(j["holm_support"] is not None for j in judged), alpha=rules.ALPHA)
+
+
+def project_findings(evidence):
+    """Facts on the project's own findings beside the reference's claims: worst (AdvSimpleNet against SimpleNet
+    under the worst case of every attack), clean (the same without attack: adversarial training's cost in clean
+    accuracy), strong (the worst case in words)."""
+    default = evidence.default
+    return dict(worst=findings.describe_seeds(evidence.adversarial_training(), "AdvSimpleNet", "SimpleNet"),
+                clean=findings.describe_seeds(evidence.adversarial_training("clean"), "AdvSimpleNet", "SimpleNet"),
+                strong=f"the worst case of PGD-{default.num_steps}, APGD-CE and APGD-T on each of "
+                       f"{evidence.n_strong:,} images")
 
 
 def overstatement_facts(evidence):

@@ -136,12 +136,10 @@ def versus_table(versus, versus_acc, costs):
 
 def versus_facts(versus, versus_acc, costs):
     """Facts of SimpleNet (cnn_*) against the windowed ViT (vit_*): versus_sides, cnn_first and vit_first (top-1
-    after one epoch in a sentence), prose.convergence's epochs, ahead and supported, overfitting (the ViT's gap in
-    words), final (their paired comparison in words), flops_ratio (ViT / SimpleNet) and device."""
+    after one epoch in a sentence), prose.convergence's epochs and ahead, final (their paired comparison in words), flops_ratio (ViT / SimpleNet) and device."""
     side = versus_sides(versus, versus_acc, costs)
     final = stats.paired_difference(versus_acc["cnn"]["correct"], versus_acc["vit"]["correct"])
     return dict(prose.prefixed(side), cnn_first=versus_acc["cnn"]["first"], vit_first=versus_acc["vit"]["first"],
                 **prose.convergence(versus["cnn"].history["val_acc1"], versus["vit"].history["val_acc1"]),
-                overfitting=prose.overfitting(side["vit"]["gap"]),
                 final=stats.describe_pair(final, "SimpleNet", "ViT"),
                 flops_ratio=side["vit"]["flops"] / side["cnn"]["flops"], device=costs["device_name"])

@@ -86,10 +86,23 @@ def test_overstatement_facts_say_when_pgd_overstated(evidence):
     assert facts["adv"].startswith("The worst case did not lower AdvSimpleNet's top-1")
 
 
-def test_verdict_table_numbers_the_findings():
-    judged = [dict(finding=f"claim {i}", verdict=findings.REPRODUCED, evidence="") for i in range(3)]
-    table = summary.verdict_table(judged)
-    assert [row[0] for row in table.body] == ["1", "2", "3"] and table.body[2][1] == "claim 2"
+def test_outcome_and_ledger_tables_list_every_claim():
+    from tests.report.test_judge import measured_parts
+    from lib.report import judge
+    judged = judge.judge({**measured_parts(True), 5: "offline"})
+    table = summary.outcome_table(judged)
+    assert [row[0] for row in table.body] == [str(n) for n in range(1, 16)] and table.number == "F.2"
+    assert table.body[4][-1] == "not testable in this profile" and table.body[4][2] == "–"
+    assert table.body[0][2] == "–" and table.body[1][2] != "–"  # claim 1: a single measurement, not in Holm
+    assert len(summary.ledger_table().body) == 15
+    counts = summary.outcome_counts(judged)
+    assert (counts["claims"], counts["supported"], counts["untestable"]) == (15, 14, 1)
+    assert counts["tested"] == 15 - 1 - 3  # claims 1, 7 and 15 are single measurements
+    listed = summary.claim_list(judged)
+    assert listed.count("\n") == 14 and "5. **Not testable in this profile**" in listed and "Not testable here: offline." in listed
+    rows = summary.forest_rows(judged)
+    assert len(rows) == sum(len(j["parts"]) for j in judged)
+    assert rows[1]["thresholds"] == [pytest.approx(1.05)] and rows[1]["low"] < rows[1]["estimate"] < rows[1]["high"]
 
 
 def test_provenance_tables_one_row_per_run(evidence):
