@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from lib.core.locks import exclusive
-from lib.training.run_files import atomic_write, git_commit
+from lib.core.space import atomic_write
+from lib.training.run_files import git_commit
 
 
 def cached(run, kind, settings, compute, force=False):
