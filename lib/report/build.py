@@ -3,7 +3,9 @@
 Executed notebooks go to results/notebooks/, the report to results/report.pdf and results/report.html (a dry
 run: results/notebooks-dryrun/ and results/report-dryrun.*). Everything a request needs is checked before a
 kernel starts; everything is produced in a staging folder first and moved into place only when every notebook
-ran and every export succeeded, so a failure never overwrites the previous good report.
+ran and every export succeeded, so a failure never overwrites the previous good report. Ctrl-C (SIGINT) or SIGTERM
+is passed on to the kernel as SIGINT, which stops a training run there at its next step with a checkpoint of it
+(lib.core.interrupt), and the report ends with Interrupted; a full disk ends it with DiskFullError.
 """
 import contextlib
 import copy
@@ -11,6 +13,7 @@ import os
 from pathlib import Path
 import re
 import shutil
+import signal
 import sys
 import time
 
@@ -22,6 +25,9 @@ import zmq
 
 from lib import study
 from lib.core import progress as terminal
+from lib.core.errors import DiskFullError
+from lib.core.interrupt import Interrupted, requested, signal_name, stop_requests
+from lib.core.space import reporting_full_disk
 from lib.data.layout import PROJECT_ROOT
 from lib.report import IncompleteReport, ReportError, completeness, estimate
 from lib.study.parameters import Study
@@ -98,16 +104,36 @@ def execute(notebook, output, parameters, manager):
     """Execute one notebook with papermill into `output`, in the kernel of `manager` after a `clean_slate`.
 
     A failing cell, an error output or a figure caption without its image (lib.report.completeness) raises
-    IncompleteReport naming the notebook and the cell or figure."""
+    IncompleteReport naming the notebook and the cell or figure; a signal received meanwhile (`stop_requests`)
+    Interrupted, and a full disk (in the kernel or writing `output`) DiskFullError."""
     clean_slate(manager)
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=False,
-                                   kernel_name="python3", km=manager)
+        with reporting_full_disk("the executed notebook", output):
+            papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=False,
+                                       kernel_name="python3", km=manager)
     except papermill.PapermillExecutionError as error:
+        if requested():
+            raise stopped(requested(), notebook, error.evalue or f"cell {error.exec_count}") from None
+        if error.ename == "DiskFullError":
+            raise DiskFullError(error.evalue) from None
         raise IncompleteReport(f"notebook {notebook.name} failed in cell {error.exec_count} with {error.ename}: "
                                f"{error.evalue}. The executed copy with the traceback is {output}; the previous "
                                "report was left as it was.") from error
     completeness.check(nbformat.read(output, as_version=4), notebook.name, output)
+
+
+def interrupt(manager):
+    """Send SIGINT to the kernel of `manager` (started in a session of its own, so a terminal's Ctrl-C does not
+    reach it): a training run there stops at its next step with a checkpoint, other work with KeyboardInterrupt.
+    (Plain os.kill: jupyter_client's interrupt_kernel runs an event loop, which a signal handler must not.)"""
+    os.kill(manager.provisioner.process.pid, signal.SIGINT)
+
+
+def stopped(signum, notebook, where):
+    """The Interrupted of a report stopped by `signum` in `notebook` (`where`: what the kernel stopped)."""
+    return Interrupted(signum, f"{signal_name(signum)} stopped the report in {notebook.name} ({where}); finished runs "
+                               "and analyses are kept in the results folder and the previous report as it was: run "
+                               "the same command again to continue")
 
 
 def _report_cell(cell):
@@ -227,12 +253,15 @@ def export(notebook, stem, formats):
         exporter = exporters[fmt](**options)
         if fmt == "pdf":
             exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=[HTML_ONLY], enabled=True), True)
+        path = stem.with_suffix(f".{fmt}")
         try:
-            body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
+            with reporting_full_disk(f"the {fmt.upper()} report", path, partial=path):
+                body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
+                path.write_bytes(body if isinstance(body, bytes) else body.encode())
+        except DiskFullError:
+            raise
         except Exception as error:  # nbconvert raises LatexFailed, OSError and others: name the format
             raise ReportError(f"exporting the {fmt.upper()} report failed: {error}") from error
-        path = stem.with_suffix(f".{fmt}")
-        path.write_bytes(body if isinstance(body, bytes) else body.encode())
         written.append(path)
     return written
 
@@ -261,6 +290,29 @@ def check_request(profile="sample", formats=("pdf", "html"), selected=None, dire
     return [nb for nb in found if not selected or any(nb.name.startswith(prefix) for prefix in selected)]
 
 
+def execute_all(chosen, stage, parameters, progress, label):
+    """Execute the notebooks `chosen` into `stage` in one kernel, its runs and epochs shown on stderr when
+    `progress`; `label` names the profile. A signal is passed on to the kernel (as SIGINT) and ends the loop with
+    Interrupted. Returns (executed notebooks, {notebook: (seconds, runs trained, runs re-used)})."""
+    executed, times = [], {}
+    with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
+            report_kernel() as kernel, stop_requests(lambda signum: interrupt(kernel)):
+        for index, nb in enumerate(chosen, 1):
+            if requested():
+                raise stopped(requested(), nb, "before it started")
+            monitor.section(f"[{index}/{len(chosen)}] {nb.name} ({label})")
+            seen, began = len(monitor.events), time.perf_counter()
+            execute(nb, stage / nb.name, parameters, kernel)
+            monitor.poll()
+            runs = [event["event"] for event in monitor.events[seen:]]
+            times[nb.name] = (time.perf_counter() - began, runs.count("train"), runs.count("cached"))
+            monitor.say(f"  {nb.name} done in {terminal.duration(times[nb.name][0])}")
+            executed.append(stage / nb.name)
+        if requested():
+            raise stopped(requested(), chosen[-1], "after it finished")
+    return executed, times
+
+
 def build(profile="sample", data_dir=None, device="auto", force_retrain=False, formats=("pdf", "html"),
           selected=None, results_dir=RESULTS_DIR, progress=True, directory=NOTEBOOKS_DIR, overrides=None,
           attack=None, dry_run=False, seeds=None):
@@ -286,18 +338,12 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
         expected = estimate.estimate(Study(profile, str(data_dir or ""), device, bool(force_retrain), bool(dry_run),
                                            overrides or {}, seeds), attack)
         print(estimate.describe(expected), file=sys.stderr, flush=True)
-    executed, times = [], {}
-    with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
-            report_kernel() as kernel:
-        for index, nb in enumerate(chosen, 1):
-            monitor.section(f"[{index}/{len(chosen)}] {nb.name} ({profile} profile{', DRY RUN' if dry_run else ''})")
-            seen, began = len(monitor.events), time.perf_counter()
-            execute(nb, stage / nb.name, parameters, kernel)
-            monitor.poll()
-            runs = [event["event"] for event in monitor.events[seen:]]
-            times[nb.name] = (time.perf_counter() - began, runs.count("train"), runs.count("cached"))
-            monitor.say(f"  {nb.name} done in {terminal.duration(times[nb.name][0])}")
-            executed.append(stage / nb.name)
+    try:
+        executed, times = execute_all(chosen, stage, parameters, progress, f"{profile} profile"
+                                                                          f"{', DRY RUN' if dry_run else ''}")
+    except (Interrupted, DiskFullError):
+        shutil.rmtree(stage, ignore_errors=True)  # nothing finished is there: the runs and analyses are elsewhere
+        raise
     name = "report-dryrun" if dry_run else "report"
     title = f"MiniPlaces scene classification ({profile} profile)"
     combined = combine(executed, f"DRY RUN: {title}" if dry_run else title)

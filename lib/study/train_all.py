@@ -3,7 +3,9 @@
 Each experiment runs as its own `python -m lib train` process on one GPU (CUDA_VISIBLE_DEVICES), writing the run
 directory `make report` re-uses, its output in a log file. An experiment that starts from another one's weights
 (init_from) waits until that run has finished, and is not started when it failed. A terminal line per GPU shows
-the experiment on it and its epochs so far.
+the experiment on it and its epochs so far. Each process runs in a session of its own: Ctrl-C (SIGINT) or SIGTERM
+reaches this one, which passes it on to the running ones (each saves the step it reached, lib.core.interrupt),
+starts no more and ends with Interrupted once they have stopped; the same signal again stops them at once.
 """
 import os
 from pathlib import Path
@@ -14,9 +16,13 @@ import time
 from tqdm.auto import tqdm
 
 from lib.core.devices import DeviceError
+from lib.core.interrupt import Interrupted, StoppedAtOnce, requested, signal_name, stop_requests
 from lib.core.progress import _history
 from lib.study.registry import EXPERIMENTS, RESULTS_DIR
 from lib.study.resolve import _init_source, config, run_dir
+
+
+STOPPED = (130, 143, -2, -15)  # exit statuses of a `python -m lib train` stopped by SIGINT or SIGTERM
 
 
 def dependencies(names, profile, data_dir=None):
@@ -39,12 +45,13 @@ def gpu_list(text, visible):
     return gpus
 
 
-def schedule(jobs, devices, start, poll=None, interval=2.0):
+def schedule(jobs, devices, start, poll=None, interval=2.0, stopping=lambda: False):
     """Run `jobs` ({name: dependency or None}, in order) on `devices` (a list; one job per entry at a time).
 
     start(name, device) -> a process handle with .poll() (None while running, else its exit status); a job starts
     on the first free device once its dependency has exited with 0, and never when the dependency failed or was
-    not started. poll(slots) is called after every round with slots {index: (name, device) or None}.
+    not started. poll(slots) is called after every round with slots {index: (name, device) or None}. Once
+    stopping() is true no job starts any more: the pending ones end as not started once the running ones exit.
     Returns {name: exit status, or None when it was not started}, in the order the jobs ended.
     """
     pending, running, ended = list(jobs), {}, {}
@@ -56,7 +63,7 @@ def schedule(jobs, devices, start, poll=None, interval=2.0):
                 del running[slot]
         for name in list(pending):
             dep = jobs[name]
-            if dep is not None and dep in ended and ended[dep] != 0:
+            if stopping() or dep is not None and dep in ended and ended[dep] != 0:
                 ended[name] = None
                 pending.remove(name)
             elif dep is None or ended.get(dep) == 0:
@@ -117,7 +124,7 @@ def launcher(profile, data_dir=None, results_dir=None, log_dir=None):
         command += ["--data-dir", str(data_dir)] if data_dir else []
         command += ["--results-dir", str(results_dir)] if results_dir else []
         with open(log_dir / f"{name}.log", "w") as log:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return start, log_dir
 
 
@@ -125,10 +132,42 @@ def train_all(profile, devices, names=None, data_dir=None, results_dir=None, int
     """Train `names` (default: every experiment) under `profile`, one per entry of `devices` at a time, keeping the
     init_from order. Returns ({name: exit status or None}, the folder of the logs)."""
     names = list(names or EXPERIMENTS)
-    start, log_dir = launcher(profile, data_dir, results_dir)
+    launch, log_dir = launcher(profile, data_dir, results_dir)
+    children = []
+
+    def start(name, device):
+        children.append(launch(name, device))
+        return children[-1]
+
+    def forward(signum):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
     lines = GpuLines(devices, profile, results_dir, data_dir)
     try:
-        ended = schedule(dependencies(names, profile, data_dir), devices, start, lines, interval)
+        with stop_requests(forward):
+            ended = schedule(dependencies(names, profile, data_dir), devices, start, lines, interval, requested)
+            signum = requested()
+    except StoppedAtOnce as error:
+        forward(error.signum)
+        raise
     finally:
         lines.close()
+    if signum:
+        raise stopped(signum, ended, log_dir,
+                      lambda name: (run_dir(name, profile, results_dir=results_dir) / "metrics.json").exists())
     return ended, log_dir
+
+
+def stopped(signum, ended, log_dir, finished):
+    """The Interrupted of train-all stopped by `signum`, its experiments ended as `ended` ({name: exit status or
+    None}); finished(name): whether its run has finished (a process may finish as the signal comes)."""
+    def named(test):
+        return [name for name, status in ended.items() if test(name, status)]
+    groups = {"finished": named(lambda name, status: status is not None and finished(name)),
+              "stopped, their checkpoints kept": named(lambda name, status: status in STOPPED and not finished(name)),
+              "failed": named(lambda name, status: status not in (None, *STOPPED) and not finished(name)),
+              "not started": named(lambda name, status: status is None)}
+    said = "; ".join(f"{what}: {', '.join(names)}" for what, names in groups.items() if names)
+    return Interrupted(signum, f"{signal_name(signum)} stopped train-all ({said}; logs in {log_dir}): run the same "
+                               "command again to continue")

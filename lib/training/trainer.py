@@ -115,11 +115,10 @@ class Trainer:
 
     def _fit_epoch(self, writer):
         """Train and validate one epoch (the rest of it, after a mid-epoch checkpoint), then write its files."""
-        self.resume_at = self.resume_at or mid_epoch.epoch_start(self.optimizer.param_groups[0]["lr"])
+        at = self.resume_at = self.resume_at or mid_epoch.epoch_start(self.optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
-        row = {"epoch": self.epoch + 1, "lr": self.resume_at["lr"], **self.train_epoch(start)}
-        seconds = self.resume_at["seconds"] + time.perf_counter() - start
-        self.resume_at = None
+        row = {"epoch": self.epoch + 1, "lr": at["lr"], **self.train_epoch()}
+        seconds = at["seconds"] + time.perf_counter() - start
         self.train_time += seconds
         row.update(self.validate())
         row.update(epoch_time_s=seconds, images_per_s=self.steps_per_epoch * self.cfg["batch_size"] / seconds)
@@ -131,15 +130,16 @@ class Trainer:
             self._write_epoch(new_best, rng)
             self._log_epoch(writer, row)
 
-    def train_epoch(self, began):
+    def train_epoch(self):
         """One pass over the training loader (at most steps_per_epoch steps; after a mid-epoch checkpoint, the
-        steps it had not reached), begun at time.perf_counter() `began`; returns the epoch's train metrics.
+        steps it had not reached); returns the epoch's train metrics.
 
         No step waits for the device: the loss is read, and checked for inf/NaN (`_check_flags`), only
         every log_every steps and at the end of the epoch.
         """
         self.net.train()
-        at, cfg = self.resume_at, self.cfg
+        at = self.resume_at = self.resume_at or mid_epoch.epoch_start(self.optimizer.param_groups[0]["lr"])
+        cfg, began = self.cfg, time.perf_counter()
         self.train_loader.sampler.set_epoch(self.epoch, at["position"] * self.train_loader.batch_size)
         meter = mid_epoch.epoch_meter(at, self.device, self.is_main_process)
         batches = iter(self.train_loader)
@@ -166,6 +166,7 @@ class Trainer:
             if signum:
                 mid_epoch.stop_mid_epoch(self, signum, position, meter, began)
         self._check_flags()
+        self.resume_at = None
         return meter.result("train")
 
     def step(self, images, labels, meter):
