@@ -6,7 +6,6 @@ notebook failed, or a figure has no image) and a full disk print one such line a
 exit with status 130 and 143.
 """
 import argparse
-import errno
 import json
 import signal
 import sys

@@ -114,7 +114,7 @@ def _set_aside(path, error):
             moved.append(aside.name)
     if moved:
         what = error if isinstance(error, str) else f"{type(error).__name__}: {str(error)[:120]}"
-        line = (f"damaged analysis {path}.json ({what}): moved aside as {' and '.join(moved)} and computed again")
+        line = f"damaged analysis {path} ({what}): its files moved aside as {' and '.join(moved)}; computing it again"
         print(line, file=sys.stderr, flush=True)
         note(line)
 

@@ -4,7 +4,6 @@ checkpoint back (weights_only); the provenance a result carries, with the git co
 import csv
 import json
 import platform
-from pathlib import Path
 import subprocess
 import time
 

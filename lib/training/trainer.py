@@ -35,7 +35,7 @@ from lib.core.interrupt import requested, stop_requests
 from lib.training import mid_epoch, run_files
 from lib.training.amp import choose_amp
 from lib.training.loaders import DeviceBatches, build_loaders
-from lib.training.metrics import Meter, evaluate
+from lib.training.metrics import evaluate
 from lib.training.placement import place_model
 
 
