@@ -152,6 +152,15 @@ def parser():
     return p
 
 
+def continue_hint(message, args):
+    """`message` with its advice to run the same command again made right for a command run with --force or
+    --force-retrain (which would start over): to run it again without that flag."""
+    forced = [flag for flag, name in (("--force", "force"), ("--force-retrain", "force_retrain"))
+              if getattr(args, name, False)]
+    return message.replace("run the same command again", f"run the command again without {forced[0]}") if forced \
+        else message
+
+
 USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError, ValueError,
                DiskFullError)
 
@@ -170,7 +179,7 @@ def main(argv=None):
         return 1 if isinstance(error, (IncompleteReport, DiskFullError)) else 2
     except KeyboardInterrupt as error:
         interrupted = error if isinstance(error, Interrupted) else StoppedAtOnce(signal.SIGINT)  # outside any block
-        print(f"{rank_label()}interrupted: {interrupted}", file=sys.stderr)
+        print(f"{rank_label()}interrupted: {continue_hint(str(interrupted), args)}", file=sys.stderr)
         return interrupted.status
     except OSError as error:
         if error.errno not in NO_SPACE:

@@ -56,13 +56,14 @@ def size_text(count):
     return f"{count / 1024 ** 3:.1f} GiB"
 
 
-def disk_full(what, path):
-    """The DiskFullError of a write of `what` (e.g. 'the checkpoint') to `path` that found no space."""
+def disk_full(what, path, freed=0):
+    """The DiskFullError of a write of `what` (e.g. 'the checkpoint') to `path` that found no space; `freed`: bytes
+    of its half-written file, just removed (an open handle may hold them a moment longer)."""
     path = Path(path).absolute()
     return DiskFullError(
         f"no space left on the disk mounted at {mount_point(path.parent)} writing {what} {path} "
-        f"({size_text(free_bytes(path.parent))} free there); finished work is kept and nothing half-written was "
-        "left: free some space and run the same command again to continue")
+        f"({size_text(free_bytes(path.parent) + freed)} free there without it); finished work is kept and nothing "
+        "half-written was left: free some space and run the same command again to continue")
 
 
 @contextlib.contextmanager
@@ -73,11 +74,20 @@ def reporting_full_disk(what, path, partial=None):
         yield
     except BaseException as error:
         full = isinstance(error, Exception) and no_space(error, Path(path).absolute().parent)
-        if partial is not None:
-            Path(partial).unlink(missing_ok=True)
+        freed = _remove(partial)
         if full:
-            raise disk_full(what, path) from error
+            raise disk_full(what, path, freed) from error
         raise
+
+
+def _remove(partial):
+    """Remove the file `partial` (a path or None) if it is there; returns its size in bytes (0 if none)."""
+    try:
+        size = Path(partial).stat().st_size
+    except (TypeError, FileNotFoundError):
+        return 0
+    Path(partial).unlink(missing_ok=True)
+    return size
 
 
 def atomic_write(path, write, what="the file"):

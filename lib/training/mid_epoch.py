@@ -12,6 +12,7 @@ import time
 
 from lib.core import devices
 from lib.core.interrupt import Interrupted, signal_name
+from lib.core.progress import note
 from lib.training import run_files
 from lib.training.metrics import Meter
 
@@ -62,11 +63,13 @@ def stop_after_epoch(trainer, signum):
 def resume_position(state, rng, rank, world_size, path):
     """The `resume_at` of checkpoint `state` (read from `path`) in process `rank` of `world_size`: None after an
     epoch; mid-epoch, its `partial` with this process's random state (None when another number of processes
-    wrote it), which the trainer restores once the epoch's batches are drawn. Says so in one line (rank 0)."""
+    wrote it), which the trainer restores once the epoch's batches are drawn. Says so in one line (rank 0; also to a
+    report's terminal, lib.core.progress.note)."""
     partial = state.get("partial")
     if partial is None:
         return None
     if rank == 0:
-        print(f"resuming {path} at step {partial['position']} of epoch {state['epoch'] + 1}", file=sys.stderr,
-              flush=True)
+        line = f"resuming {path} at step {partial['position']} of epoch {state['epoch'] + 1}"
+        print(line, file=sys.stderr, flush=True)
+        note(line)
     return {**partial, "rng": rng[rank] if len(rng) == world_size else None}

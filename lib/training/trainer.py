@@ -229,13 +229,13 @@ class Trainer:
         return new_best
 
     def _write_epoch(self, new_best, rng):
-        """history.csv, steps.csv and checkpoint.pth (with every process's random state `rng`), and
+        """checkpoint.pth (with every process's random state `rng`), history.csv and steps.csv, and
         model_best.pth when the epoch just ended set a new best."""
         row = self.history[-1]
         fields = HISTORY_FIELDS + sorted(set(row) - set(HISTORY_FIELDS))
+        run_files.save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))  # first: it holds the others
         run_files.write_csv(self.run_dir / "history.csv", self.history, fields, "the history")
         run_files.write_csv(self.run_dir / "steps.csv", self.steps, mid_epoch.STEP_FIELDS, "the step log")
-        run_files.save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))
         if new_best:
             run_files.save_checkpoint(self.run_dir / "model_best.pth",
                                      {"model": self.model.state_dict(), "epoch": self.epoch}, "the best weights")
