@@ -7,6 +7,7 @@ fits in RESIDENT_SHARE of the GPU's free memory (the rest stays for the model, i
 allocator); 'on' and 'off' force either way.
 """
 import itertools
+import os
 import signal
 
 import torch
@@ -81,11 +82,13 @@ class ResumableSampler(DistributedSampler):
         return itertools.islice(super().__iter__(), self.skip, None)
 
 
-def ignore_stop_signals(worker_id):
-    """DataLoader worker start-up: leave SIGINT and SIGTERM (sent to the whole process group by a terminal's
-    Ctrl-C or `timeout`) to the training process, which stops its workers once it has saved its step."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+def quiet_worker(worker_id):
+    """DataLoader worker start-up: a SIGINT (a terminal's Ctrl-C reaches the whole process group) is left to the
+    training process, which stops at its next step needing no more batches; a SIGTERM (`timeout`, a cluster, or
+    the training process ending its workers) ends the worker with status 0, which the training process does not
+    take for a crash (a worker killed by a signal would raise an error in it wherever it is)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
 
 def shard_bytes(dataset, world_size=1):
@@ -118,13 +121,15 @@ def build_loaders(train_set, val_set, cfg, seed, device):
     shuffles per epoch from (seed, epoch); per-process batch cfg['batch_size'] // world size, last partial batch
     dropped. Val: a DataLoader; each process takes every world-size-th image, no padding. DataLoader batches are
     pinned in host memory when they go to a GPU; worker processes: cfg['num_workers'], at most this process's
-    share of the CPU cores (devices.loader_workers).
+    share of the CPU cores (devices.loader_workers), kept from epoch to epoch, their seeds drawn once from a
+    generator of the loader's own: the global random stream (augmentations) then does not depend on when a
+    loader first ran, so a resumed run draws what an uninterrupted one does.
     """
     rank, size = devices.world()
     batch = max(1, cfg["batch_size"] // size)
     workers = devices.loader_workers(cfg["num_workers"])
     common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0,
-                  worker_init_fn=ignore_stop_signals)
+                  worker_init_fn=quiet_worker, generator=torch.Generator().manual_seed(seed) if workers else None)
     if use_device(cfg.get("data_on_device", "auto"), train_set, device, size):
         train = DeviceBatches(train_set, batch, seed, device, rank, size)
     else:

@@ -105,12 +105,14 @@ class Trainer:
                                                     self.memory_format, self.rank, self.world_size)
         writer = self._tensorboard()
         last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
-        with stop_requests():
-            while self.epoch < last:
-                self._fit_epoch(writer)
-                mid_epoch.stop_after_epoch(self, self._check_flags())
-        if writer:
-            writer.close()
+        try:
+            with stop_requests():
+                while self.epoch < last:
+                    self._fit_epoch(writer)
+                    mid_epoch.stop_after_epoch(self, self._check_flags())
+        finally:
+            if writer:
+                writer.close()
         return self.finish() if self.epoch == self.cfg["epochs"] else None
 
     def _fit_epoch(self, writer):
