@@ -5,7 +5,7 @@ import pytest
 from lib import experiments
 from lib.__main__ import main
 from lib.core.devices import DeviceError
-from lib.study.train_all import dependencies, gpu_list, schedule
+from lib.study.train_all import dependencies, gpu_list, schedule, stopped
 
 
 class FakeProcess:
@@ -87,3 +87,20 @@ def test_unknown_gpus_and_experiments_are_one_line_errors(capsys):
     assert capsys.readouterr().err.startswith("error: --gpus takes GPU indices below")
     assert main(["train-all", "--gpus", "cpu", "--experiments", "nope"]) == 2
     assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+def test_a_stop_request_starts_no_more_jobs_and_sums_up_what_is_kept(tmp_path):
+    """After SIGINT (stopping() true once the first job started) the pending jobs are not started, the running one
+    is waited for, and the line names each experiment's outcome."""
+    starts = []
+
+    def start(name, device):
+        starts.append(name)
+        return FakeProcess(2, 130)
+    ended = schedule({"simplenet": None, "vit": None, "advsimplenet": "simplenet"}, ["cpu"], start, interval=0,
+                     stopping=lambda: bool(starts))
+    assert starts == ["simplenet"] and ended == {"vit": None, "advsimplenet": None, "simplenet": 130}
+    line = str(stopped(2, {**ended, "resnet18": 0, "improvednet": 1}, tmp_path, lambda name: name == "resnet18"))
+    assert line == (f"SIGINT stopped train-all (finished: resnet18; stopped, their checkpoints kept: simplenet; "
+                    f"failed: improvednet; not started: vit, advsimplenet; logs in {tmp_path}): run the same command "
+                    "again to continue")
