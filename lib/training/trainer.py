@@ -145,7 +145,7 @@ class Trainer:
         self.train_loader.sampler.set_epoch(self.epoch, at["position"] * self.train_loader.batch_size)
         meter = mid_epoch.epoch_meter(at, self.device, self.is_main_process)
         batches = iter(self.train_loader)
-        if at.get("rng") is not None:  # after iter(), which draws a DataLoader's worker seed from the generator
+        if at.get("rng") is not None:  # after iter(): a DataLoader without workers draws a seed from the global RNG
             devices.set_rng_state(at["rng"], self.device)
         batches = itertools.islice(batches, self.steps_per_epoch - at["position"])
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False, total=self.steps_per_epoch,
