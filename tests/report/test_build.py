@@ -123,7 +123,7 @@ def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys
 ])
 def test_report_checks_its_request_before_any_kernel(tmp_path, monkeypatch, capsys, argv, message):
     started = []
-    monkeypatch.setattr(report, "execute", lambda *args: started.append(args))
+    monkeypatch.setattr(report, "execute_all", lambda *args: started.append(args))  # starts the kernel
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path / "results")
     assert main(["report", "--profile", "smoke", "--format", "html", *argv]) == 2
     err = capsys.readouterr().err
