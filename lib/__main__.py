@@ -171,9 +171,9 @@ def main(argv=None):
     what is kept; under torchrun also 1 after any other error, its traceback printed (outside torchrun that error
     propagates)."""
     args = parser().parse_args(argv)
-    terminate_at_once()
     try:
-        return args.func(args) or 0
+        with terminate_at_once():
+            return args.func(args) or 0
     except USER_ERRORS as error:
         print(f"{rank_label()}error: {error}", file=sys.stderr)
         return 1 if isinstance(error, (IncompleteReport, DiskFullError)) else 2

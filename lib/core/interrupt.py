@@ -82,7 +82,15 @@ def _stop_at_once(signum, frame):
     raise StoppedAtOnce(signum)
 
 
+@contextlib.contextmanager
 def terminate_at_once():
-    """Make SIGTERM stop this process as Ctrl-C does (StoppedAtOnce, outside `stop_requests`), so that the command
-    line ends it with one line and status 143 instead of dying silently."""
-    signal.signal(signal.SIGTERM, _stop_at_once)
+    """For the block, make SIGTERM stop this process as Ctrl-C does (StoppedAtOnce, outside `stop_requests`), so
+    that the command line ends it with one line and status 143 instead of dying silently (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop_at_once)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

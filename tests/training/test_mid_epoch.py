@@ -1,5 +1,6 @@
 """lib/training/mid_epoch.py with lib/core/interrupt.py: SIGINT or SIGTERM stops training at the next step with a
 checkpoint of it, and the resumed run ends exactly as an uninterrupted one; a second signal stops at once."""
+import gc
 import json
 import os
 import re
@@ -55,6 +56,8 @@ def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_as_an_unint
         split, plain = (pd.read_csv(tmp_path / run / name) for run in ("split", "whole"))
         pd.testing.assert_frame_equal(split.drop(columns=TIMING, errors="ignore"),
                                       plain.drop(columns=TIMING, errors="ignore"))
+    del stop, first, second  # their loaders' worker processes end here, not in a later test
+    gc.collect()
 
 
 def test_the_same_signal_twice_stops_at_once_keeping_the_last_epoch(tmp_path):
