@@ -1,15 +1,21 @@
 """Command line: `python -m lib {list, train, train-all, data verify, data download, report}`.
 
 User-caused errors print one line, `error: ...`, and exit with status 2; a report that would be incomplete (a
-notebook failed, or a figure has no image) prints one such line and exits with status 1.
+notebook failed, or a figure has no image) and a full disk print one such line and exit with status 1. Ctrl-C
+(SIGINT) and SIGTERM stop a command at a safe point (lib.core.interrupt), print one line `interrupted: ...` and
+exit with status 130 and 143.
 """
 import argparse
 import json
+import signal
 import sys
 import traceback
 
 from lib import data, study
 from lib.core.devices import DeviceError, exit_process, in_group, init_distributed, rank_label, world
+from lib.core.errors import DiskFullError
+from lib.core.interrupt import Interrupted, StoppedAtOnce, terminate_at_once
+from lib.core.space import NO_SPACE, disk_full
 from lib.core.progress import time_table
 from lib.report import IncompleteReport, ReportError
 from lib.study import settings
@@ -154,19 +160,40 @@ def parser():
     return p
 
 
-USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError, ValueError)
+def continue_hint(message, args):
+    """`message` with its advice to run the same command again made right for a command run with --force or
+    --force-retrain (which would start over): to run it again without that flag."""
+    forced = [flag for flag, name in (("--force", "force"), ("--force-retrain", "force_retrain"))
+              if getattr(args, name, False)]
+    return message.replace("run the same command again", f"run the command again without {forced[0]}") if forced \
+        else message
+
+
+USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError, ValueError,
+               DiskFullError)
 
 
 def main(argv=None):
-    """Run a command; returns its exit status: 2 after a user-caused error (1 for an incomplete report), printed
-    as one line (with the rank under torchrun); under torchrun also 1 after any other error, its traceback printed
-    (outside torchrun that error propagates)."""
+    """Run a command; returns its exit status: 2 after a user-caused error (1 for an incomplete report or a full
+    disk), printed as one line (with the rank under torchrun); 130 or 143 after SIGINT or SIGTERM, one line saying
+    what is kept; under torchrun also 1 after any other error, its traceback printed (outside torchrun that error
+    propagates)."""
     args = parser().parse_args(argv)
     try:
-        return args.func(args) or 0
+        with terminate_at_once():
+            return args.func(args) or 0
     except USER_ERRORS as error:
         print(f"{rank_label()}error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, IncompleteReport) else 2
+        return 1 if isinstance(error, (IncompleteReport, DiskFullError)) else 2
+    except KeyboardInterrupt as error:
+        interrupted = error if isinstance(error, Interrupted) else StoppedAtOnce(signal.SIGINT)  # outside any block
+        print(f"{rank_label()}interrupted: {continue_hint(str(interrupted), args)}", file=sys.stderr)
+        return interrupted.status
+    except OSError as error:
+        if error.errno not in NO_SPACE:
+            raise
+        print(f"{rank_label()}error: {disk_full('a file', error.filename or '.')}", file=sys.stderr)
+        return 1
     except Exception:
         if not in_group():
             raise

@@ -7,6 +7,9 @@ experiment behind a comparative finding (registry.SEEDED; the profile's seed cou
 (CUDA_VISIBLE_DEVICES), writing the run directory the report re-uses, its output in a log file. A run that starts
 from another one's weights (init_from: seed i of AdvSimpleNet from seed i of SimpleNet) waits until that run has
 finished, and is not started when it failed. A terminal line per GPU shows the run on it and its epochs so far.
+Each process runs in a session of its own: Ctrl-C (SIGINT) or SIGTERM reaches this one, which passes it on to the
+running ones (each saves the step it reached, lib.core.interrupt), starts no more and ends with Interrupted once
+they have stopped; the same signal again stops them at once.
 """
 import os
 from pathlib import Path
@@ -18,10 +21,14 @@ from typing import NamedTuple
 from tqdm.auto import tqdm
 
 from lib.core.devices import DeviceError
+from lib.core.interrupt import Interrupted, StoppedAtOnce, requested, signal_name, stop_requests
 from lib.core.progress import _history
 from lib.study.parameters import Study
 from lib.study.registry import EXPERIMENTS, RESULTS_DIR
 from lib.study.resolve import _init_source, run_dir
+
+
+STOPPED = (130, 143, -2, -15)  # exit statuses of a `python -m lib train` stopped by SIGINT or SIGTERM
 
 
 class Job(NamedTuple):
@@ -64,12 +71,13 @@ def gpu_list(text, visible):
     return gpus
 
 
-def schedule(jobs, devices, start, poll=None, interval=2.0):
+def schedule(jobs, devices, start, poll=None, interval=2.0, stopping=lambda: False):
     """Run `jobs` ({name: dependency or None}, in order) on `devices` (a list; one job per entry at a time).
 
     start(name, device) -> a process handle with .poll() (None while running, else its exit status); a job starts
     on the first free device once its dependency has exited with 0, and never when the dependency failed or was
-    not started. poll(slots) is called after every round with slots {index: (name, device) or None}.
+    not started. poll(slots) is called after every round with slots {index: (name, device) or None}. Once
+    stopping() is true no job starts any more: the pending ones end as not started once the running ones exit.
     Returns {name: exit status, or None when it was not started}, in the order the jobs ended.
     """
     pending, running, ended = list(jobs), {}, {}
@@ -81,7 +89,7 @@ def schedule(jobs, devices, start, poll=None, interval=2.0):
                 del running[slot]
         for name in list(pending):
             dep = jobs[name]
-            if dep is not None and dep in ended and ended[dep] != 0:
+            if stopping() or dep is not None and dep in ended and ended[dep] != 0:
                 ended[name] = None
                 pending.remove(name)
             elif dep is None or ended.get(dep) == 0:
@@ -144,7 +152,7 @@ def launcher(jobs, profile, data_dir=None, results_dir=None):
         command += ["--data-dir", str(data_dir)] if data_dir else []
         command += ["--results-dir", str(results_dir)] if results_dir else []
         with open(log_dir / f"{label}.log", "w") as log:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return start, log_dir
 
 
@@ -154,10 +162,42 @@ def train_all(profile, devices, names=None, data_dir=None, results_dir=None, see
     Returns ({label: exit status or None}, the folder of the logs). Unknown names or seeds raise ConfigError
     before anything is written."""
     jobs = plan(Study(profile, data_dir or "", seeds=seeds), list(names or EXPERIMENTS), results_dir)
-    start, log_dir = launcher(jobs, profile, data_dir, results_dir)
+    launch, log_dir = launcher(jobs, profile, data_dir, results_dir)
+    children = []
+
+    def start(label, device):
+        children.append(launch(label, device))
+        return children[-1]
+
+    def forward(signum):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
     lines = GpuLines(devices, jobs)
     try:
-        ended = schedule({label: job.dependency for label, job in jobs.items()}, devices, start, lines, interval)
+        with stop_requests(forward):
+            ended = schedule({label: job.dependency for label, job in jobs.items()}, devices, start, lines, interval,
+                             requested)
+            signum = requested()
+    except StoppedAtOnce as error:
+        forward(error.signum)
+        raise
     finally:
         lines.close()
+    if signum:
+        raise stopped(signum, ended, log_dir, lambda label: (jobs[label].dir / "metrics.json").exists())
     return ended, log_dir
+
+
+def stopped(signum, ended, log_dir, finished):
+    """The Interrupted of train-all stopped by `signum`, its runs ended as `ended` ({label: exit status or None});
+    finished(label): whether its run has finished (a process may finish as the signal comes)."""
+    def named(test):
+        return [label for label, status in ended.items() if test(label, status)]
+    groups = {"finished": named(lambda label, status: status is not None and finished(label)),
+              "stopped, their checkpoints kept": named(lambda label, status: status in STOPPED and not finished(label)),
+              "failed": named(lambda label, status: status not in (None, *STOPPED) and not finished(label)),
+              "not started": named(lambda label, status: status is None)}
+    said = "; ".join(f"{what}: {', '.join(labels)}" for what, labels in groups.items() if labels)
+    return Interrupted(signum, f"{signal_name(signum)} stopped train-all ({said}; logs in {log_dir}): run the same "
+                               "command again to continue")

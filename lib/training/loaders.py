@@ -6,6 +6,10 @@ each batch there. 'auto' takes the device when the split is a tensor data set, t
 fits in RESIDENT_SHARE of the GPU's free memory (the rest stays for the model, its activations and the
 allocator); 'on' and 'off' force either way.
 """
+import itertools
+import os
+import signal
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -19,13 +23,14 @@ RESIDENT_SHARE = 0.5  # at most this share of the GPU's free memory holds a resi
 
 class EpochPermutation:
     """The order of a shard of `size` items in each epoch: torch.randperm(size) from a generator seeded with
-    seed + epoch on `device`, the draw DistributedSampler(shuffle=True, seed=seed) makes on the CPU."""
+    seed + epoch on `device`, the draw DistributedSampler(shuffle=True, seed=seed) makes on the CPU. `skip`: the
+    items of this epoch already trained on (a run resumed mid-epoch), which DeviceBatches leaves out."""
 
     def __init__(self, size, seed, device):
-        self.size, self.seed, self.device, self.epoch = size, seed, torch.device(device), 0
+        self.size, self.seed, self.device, self.epoch, self.skip = size, seed, torch.device(device), 0, 0
 
-    def set_epoch(self, epoch):
-        self.epoch = epoch
+    def set_epoch(self, epoch, skip=0):
+        self.epoch, self.skip = epoch, skip
 
     def order(self):
         """int64 (size,) on the device: this epoch's permutation."""
@@ -61,9 +66,32 @@ class DeviceBatches:
 
     def __iter__(self):
         order = self.sampler.order()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(self.sampler.skip, len(self) * self.batch_size, self.batch_size):
             picks = order[start:start + self.batch_size]
             yield self.images[picks], self.labels[picks]
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler whose epoch may begin `skip` items into its order (`set_epoch(epoch, skip)`: a run
+    resumed mid-epoch); the order itself is DistributedSampler's, drawn from (seed, epoch)."""
+
+    skip = 0
+
+    def set_epoch(self, epoch, skip=0):
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+
+def quiet_worker(worker_id):
+    """DataLoader worker start-up: a SIGINT (a terminal's Ctrl-C reaches the whole process group) is left to the
+    training process, which stops at its next step needing no more batches; a SIGTERM (`timeout`, a cluster, or
+    the training process ending its workers) ends the worker with status 0, which the training process does not
+    take for a crash (a worker killed by a signal would raise an error in it wherever it is)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
 
 def shard_bytes(dataset, world_size=1):
@@ -94,20 +122,23 @@ def use_device(choice, train_set, device, world_size=1):
 def build_loaders(train_set, val_set, cfg, seed, device):
     """(train, val) batches over (uint8 image, label) datasets, sharded over the torchrun processes.
 
-    Train: DeviceBatches when `use_device(cfg['data_on_device'])`, else a DataLoader whose DistributedSampler
+    Train: DeviceBatches when `use_device(cfg['data_on_device'])`, else a DataLoader whose ResumableSampler
     shuffles per epoch from (seed, epoch); per-process batch cfg['batch_size'] // world size, last partial batch
     dropped. Val: a DataLoader; each process takes every world-size-th image, no padding. DataLoader batches are
     pinned in host memory when they go to a GPU; worker processes: cfg['num_workers'], at most this process's
-    share of the CPU cores (devices.loader_workers).
+    share of the CPU cores (devices.loader_workers), kept from epoch to epoch, their seeds drawn once from a
+    generator of the loader's own: the global random stream (augmentations) then does not depend on when a
+    loader first ran, so a resumed run draws what an uninterrupted one does.
     """
     rank, size = devices.world()
     batch = max(1, cfg["batch_size"] // size)
     workers = devices.loader_workers(cfg["num_workers"])
-    common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0)
+    common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0,
+                  worker_init_fn=quiet_worker, generator=torch.Generator().manual_seed(seed) if workers else None)
     if use_device(cfg.get("data_on_device", "auto"), train_set, device, size):
         train = DeviceBatches(train_set, batch, seed, device, rank, size)
     else:
-        sampler = DistributedSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        sampler = ResumableSampler(train_set, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
         train = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, **common)
     val = DataLoader(val_set, batch_size=cfg["val_batch_size"], sampler=range(rank, len(val_set), size), **common)
     if len(train) == 0:

@@ -7,7 +7,7 @@ from lib import experiments
 from lib.__main__ import main
 from lib.core.devices import DeviceError
 from lib.study import PROFILES, REPORTED, SEEDED, SEEDS, Study
-from lib.study.train_all import gpu_list, plan, schedule
+from lib.study.train_all import gpu_list, plan, schedule, stopped
 
 
 def dependencies(profile, names=experiments.EXPERIMENTS, seeds=None):
@@ -107,3 +107,20 @@ def test_unknown_gpus_experiments_and_seeds_are_one_line_errors_that_write_nothi
     assert main(["train", "simplenet", "--replica", "-1", "--results-dir", str(tmp_path)]) == 2
     assert "--replica must be 0 or more" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_request_starts_no_more_jobs_and_sums_up_what_is_kept(tmp_path):
+    """After SIGINT (stopping() true once the first job started) the pending jobs are not started, the running one
+    is waited for, and the line names each experiment's outcome."""
+    starts = []
+
+    def start(name, device):
+        starts.append(name)
+        return FakeProcess(2, 130)
+    ended = schedule({"simplenet": None, "vit": None, "advsimplenet": "simplenet"}, ["cpu"], start, interval=0,
+                     stopping=lambda: bool(starts))
+    assert starts == ["simplenet"] and ended == {"vit": None, "advsimplenet": None, "simplenet": 130}
+    line = str(stopped(2, {**ended, "resnet18": 0, "improvednet": 1}, tmp_path, lambda name: name == "resnet18"))
+    assert line == (f"SIGINT stopped train-all (finished: resnet18; stopped, their checkpoints kept: simplenet; "
+                    f"failed: improvednet; not started: vit, advsimplenet; logs in {tmp_path}): run the same command "
+                    "again to continue")
