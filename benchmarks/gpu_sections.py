@@ -6,6 +6,7 @@ is needed; ResNet-18 starts from random weights (no download).
 """
 import copy
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 import torchvision
 
+from benchmarks.budget import OutOfTime
 from benchmarks.estimate import per_image_flops
 from lib import attacks, data, experiments
 from lib.attacks.pgd import PGDAttack
@@ -41,23 +43,29 @@ def _driver():
     """The NVIDIA driver's version from nvidia-smi (torch does not expose it)."""
     try:
         done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=20)
+                              capture_output=True, text=True, timeout=10)
         return done.stdout.split()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "unknown (no nvidia-smi)"
 
 
 def cuda_tests(seconds):
-    """`pytest -m cuda tests` in a child process within `seconds`: {'passed': bool, 'summary': its last line}."""
-    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests"]
+    """`pytest -m cuda tests` in a child process within `seconds`. Every test module is collected (imported), so a
+    module that cannot be imported here fails the section; the cuda tests run on a GPU and are skipped elsewhere.
+    Returns {'passed': bool, 'summary': pytest's last line, 'counts': {'passed': n, 'skipped': n, 'deselected': n,
+    ...} as that line gives them}."""
+    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "tests"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=max(1.0, seconds))
     except subprocess.TimeoutExpired:
-        return {"passed": False, "summary": f"stopped after {seconds:.0f} s (its share of the budget)"}
+        return {"passed": False, "summary": f"stopped after {max(1.0, seconds):.0f} s (its share of the budget)",
+                "counts": {}}
     lines = (done.stdout + done.stderr).strip().splitlines() or [""]
     if done.returncode != 0:
         print(done.stdout[-4000:] + done.stderr[-2000:], flush=True)
-    return {"passed": done.returncode == 0, "summary": lines[-1]}
+    counts = {word.rstrip("s") if word == "errors" else word: int(n)
+              for n, word in re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed)", lines[-1])}
+    return {"passed": done.returncode == 0, "summary": lines[-1], "counts": counts}
 
 
 CONV_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2}  # largest error / largest reference value
@@ -144,9 +152,11 @@ def _memory(device, peak=False):
 
 def _rate(batches, device, seconds, transform=None):
     """images/s of iterating `batches` onto `device` (through `transform` when given) for at most `seconds`,
-    counted from the first batch on (worker start-up excluded)."""
+    counted from the second batch on: the first one, untimed, warms up (worker start-up, the transform's kernels)."""
     iterator, images = iter(batches), 0
     first = next(iterator)[0].to(device, non_blocking=True)
+    if transform is not None:
+        transform(first)
     synchronize(device)
     start = time.perf_counter()
     for batch, _ in iterator:
@@ -160,27 +170,37 @@ def _rate(batches, device, seconds, transform=None):
     return images / (time.perf_counter() - start) if images else float(len(first)) / seconds
 
 
-def pipeline_rows(device, count, size, batch, workers, seconds):
+def pipeline_rows(device, count, size, batch, workers, share):
     """The input pipeline's ceiling in images/s on `count` synthetic uint8 images cached for `size` px: the DataLoader
     path (`workers` processes, pinned batches copied to the device) and the device-resident path (the split copied
     to the device once, batches gathered there), each delivering uint8 batches of `batch` on the device; then the
-    training augmentation on those batches (the same on both paths). Each iterates at most seconds / 3."""
+    training augmentation on those batches (the same on both paths). Each iterates at most a quarter of what is
+    left of `share` (a benchmarks.budget.Share, running) at the start; a path its end stops is a row saying so."""
     side = data.base_size(size)
     split = TensorDataset(torch.full((count, 3, side, side), 7, dtype=torch.uint8),
                           torch.zeros(count, dtype=torch.long))
     cfg = dict(batch_size=batch, val_batch_size=batch, num_workers=workers)
-    rows = []
+    seconds, rows = share.left() / 4, []
     for path, on_device in (("DataLoader", "off"), ("device-resident", "on")):
-        start = time.perf_counter()
-        train, _ = build_loaders(split, split, {**cfg, "data_on_device": on_device}, seed=0, device=device)
-        setup = time.perf_counter() - start
-        rows.append({"path": path, "images": count, "batch": batch, "workers": workers if on_device == "off" else 0,
-                     "set-up s": setup, "images/s": _rate(train, device, seconds / 3)})
-        if on_device == "on":
-            augment = data.TrainAugment(size).to(device)
-            rows.append({"path": "device-resident + TrainAugment", "images": count, "batch": batch, "workers": 0,
-                         "images/s": _rate(train, device, seconds / 3, augment)})
-        del train
+        try:
+            rows += _pipeline_path(path, split, {**cfg, "data_on_device": on_device}, device, size, seconds)
+        except OutOfTime:
+            rows.append({"path": path, "note": share.stopped()})
+            break
+    return rows
+
+
+def _pipeline_path(path, split, cfg, device, size, seconds):
+    """The rows of one path of `pipeline_rows` (and, on the device-resident path, its row with TrainAugment)."""
+    start = time.perf_counter()
+    train, _ = build_loaders(split, split, cfg, seed=0, device=device)
+    setup = time.perf_counter() - start
+    common = {"images": len(split), "batch": cfg["batch_size"],
+              "workers": cfg["num_workers"] if cfg["data_on_device"] == "off" else 0}
+    rows = [{"path": path, **common, "set-up s": setup, "images/s": _rate(train, device, seconds)}]
+    if cfg["data_on_device"] == "on":
+        augment = data.TrainAugment(size).to(device)
+        rows.append({"path": f"{path} + TrainAugment", **common, "images/s": _rate(train, device, seconds, augment)})
     return rows
 
 
@@ -190,20 +210,25 @@ SANITY_IMAGES = {"full": 500, "smoke": 16}  # validation images attacked by the 
 def sanity(device, profile, results_dir):
     """SimpleNet at `profile`'s settings for one epoch on the embedded sample (the schedule's warm-up share kept,
     a loss logged every step), then the study's default PGD attack in IEEE fp32 on SANITY_IMAGES[profile] evenly
-    spaced validation images. 'loss falls': the last quarter of the logged losses is lower on average than the
-    first quarter; 'attack succeeds': the attack reached its target on at least half of the images and top-1 under
-    attack is at most the clean top-1."""
+    spaced validation images, timed after an untimed batch of the same shape (cuDNN tunes new shapes first).
+    'loss falls': the last quarter of the logged losses is lower on average than the first quarter; 'attack
+    succeeds': the attack reached its target on at least half of the images and top-1 under attack is at most the
+    clean top-1."""
     full = experiments.config("simplenet", profile)
     run = experiments.run("simplenet", profile, device=device, results_dir=results_dir, progress=False, epochs=1,
                           warmup_epochs=full["warmup_epochs"] / full["epochs"], log_every=1)
     losses = run.steps["loss"].tolist()
     quarter = max(1, len(losses) // 4)
     val_set, transform = experiments.val_data(run.config)
-    loader = attacks.subset_loader(val_set, SANITY_IMAGES[profile], batch_size=run.config["val_batch_size"])
+    images, batch = SANITY_IMAGES[profile], run.config["val_batch_size"]
+    loader = attacks.subset_loader(val_set, images, batch_size=batch)
     attack = PGDAttack(**experiments.attack_settings(profile)["default"])
     dev = torch.device(device)
     with precision_context("fp32", dev):
         model = run.load_model(device=dev)
+        warm_up = attacks.subset_loader(val_set, min(images, batch), batch_size=batch)  # one batch of the timed shape
+        attacks.evaluate_under_attack(model, warm_up, attack, transform=transform, device=dev)  # cuDNN's tuning
+        synchronize(dev)
         start = time.perf_counter()
         result = attacks.evaluate_under_attack(model, loader, attack, transform=transform, device=dev)
         synchronize(dev)

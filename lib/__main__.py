@@ -1,15 +1,21 @@
 """Command line: `python -m lib {list, train, train-all, data verify, data download, report}`.
 
 User-caused errors print one line, `error: ...`, and exit with status 2; a report that would be incomplete (a
-notebook failed, or a figure has no image) prints one such line and exits with status 1.
+notebook failed, or a figure has no image) and a full disk print one such line and exit with status 1. Ctrl-C
+(SIGINT) and SIGTERM stop a command at a safe point (lib.core.interrupt), print one line `interrupted: ...` and
+exit with status 130 and 143.
 """
 import argparse
 import json
+import signal
 import sys
 import traceback
 
 from lib import data, study
 from lib.core.devices import DeviceError, exit_process, in_group, init_distributed, rank_label, world
+from lib.core.errors import DiskFullError
+from lib.core.interrupt import Interrupted, StoppedAtOnce, terminate_at_once
+from lib.core.space import NO_SPACE, disk_full
 from lib.core.progress import time_table
 from lib.report import IncompleteReport, ReportError
 from lib.study import settings
@@ -35,8 +41,11 @@ def cmd_train(args):
                  if (value := getattr(args, setting)) is not None}
     if args.channels_last is not None:
         overrides["channels_last"] = args.channels_last
-    result = study.run(args.experiment, args.profile, data_dir=args.data_dir, device=args.device,
-                             force=args.force, results_dir=args.results_dir, **overrides)
+    if args.replica < 0:
+        raise settings.ConfigError(f"--replica must be 0 or more (the training seed's index), got {args.replica}")
+    one = study.Study(args.profile, args.data_dir or "", args.device, args.force,
+                      overrides={args.experiment: overrides})
+    result = one.run(args.experiment, args.replica, results_dir=args.results_dir)
     if world()[0] == 0:
         metrics = result.metrics
         print(f"{args.experiment} ({args.profile}): val Acc@1 {metrics['val_acc1']:.2f}  Acc@5 "
@@ -47,7 +56,7 @@ def cmd_train_all(args):
     import torch
     from lib.study.train_all import gpu_list, train_all
     gpus = gpu_list(args.gpus or ",".join(map(str, range(torch.cuda.device_count()))), torch.cuda.device_count())
-    ended, logs = train_all(args.profile, gpus, args.experiments, args.data_dir, args.results_dir)
+    ended, logs = train_all(args.profile, gpus, args.experiments, args.data_dir, args.results_dir, args.seeds)
     for name, status in ended.items():
         outcome = "finished" if status == 0 else "not started" if status is None else f"failed ({status})"
         print(f"  {name:<20} {outcome}")
@@ -103,14 +112,19 @@ def parser():
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     train.add_argument("--results-dir", help="default: results/")
+    train.add_argument("--replica", type=int, default=0, help="train the run of training seed number REPLICA (seed + "
+                       "REPLICA; an init_from source's seed moved with it), as `report --seeds` asks for it")
     train.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                        help="memory format of the weights and batches (default: the registry's; the CNNs use it)")
     for flag, (setting, kind) in TRAIN_OPTIONS.items():
         train.add_argument(flag, dest=setting, type=kind)
     train.set_defaults(func=cmd_train)
 
-    every = sub.add_parser("train-all", help="train the study's experiments at once, one per GPU, init_from order kept")
+    every = sub.add_parser("train-all", help="train every run a report of the profile asks for (each training seed), "
+                           "one per GPU, init_from order kept")
     every.add_argument("--profile", default="full")
+    every.add_argument("--seeds", type=int, help="training seeds per compared experiment, as `report --seeds` "
+                       "(default: the profile's, 1 for smoke and sample, 3 for full)")
     every.add_argument("--gpus", help="GPU indices, e.g. 0,1,2,3 (default: every visible GPU); 'cpu' for a try-out")
     every.add_argument("--experiments", nargs="+", help="default: every experiment")
     every.add_argument("--data-dir", help="MiniPlaces root (default: the embedded sample)")
@@ -146,19 +160,40 @@ def parser():
     return p
 
 
-USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError, ValueError)
+def continue_hint(message, args):
+    """`message` with its advice to run the same command again made right for a command run with --force or
+    --force-retrain (which would start over): to run it again without that flag."""
+    forced = [flag for flag, name in (("--force", "force"), ("--force-retrain", "force_retrain"))
+              if getattr(args, name, False)]
+    return message.replace("run the same command again", f"run the command again without {forced[0]}") if forced \
+        else message
+
+
+USER_ERRORS = (data.DataError, settings.ConfigError, ReportError, DeviceError, TrainingError, ValueError,
+               DiskFullError)
 
 
 def main(argv=None):
-    """Run a command; returns its exit status: 2 after a user-caused error (1 for an incomplete report), printed
-    as one line (with the rank under torchrun); under torchrun also 1 after any other error, its traceback printed
-    (outside torchrun that error propagates)."""
+    """Run a command; returns its exit status: 2 after a user-caused error (1 for an incomplete report or a full
+    disk), printed as one line (with the rank under torchrun); 130 or 143 after SIGINT or SIGTERM, one line saying
+    what is kept; under torchrun also 1 after any other error, its traceback printed (outside torchrun that error
+    propagates)."""
     args = parser().parse_args(argv)
     try:
-        return args.func(args) or 0
+        with terminate_at_once():
+            return args.func(args) or 0
     except USER_ERRORS as error:
         print(f"{rank_label()}error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, IncompleteReport) else 2
+        return 1 if isinstance(error, (IncompleteReport, DiskFullError)) else 2
+    except KeyboardInterrupt as error:
+        interrupted = error if isinstance(error, Interrupted) else StoppedAtOnce(signal.SIGINT)  # outside any block
+        print(f"{rank_label()}interrupted: {continue_hint(str(interrupted), args)}", file=sys.stderr)
+        return interrupted.status
+    except OSError as error:
+        if error.errno not in NO_SPACE:
+            raise
+        print(f"{rank_label()}error: {disk_full('a file', error.filename or '.')}", file=sys.stderr)
+        return 1
     except Exception:
         if not in_group():
             raise

@@ -81,6 +81,16 @@ def in_group():
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def on_every_rank(flag, device):
+    """Whether `flag` (a bool) holds on every process of the torchrun group (an all-reduce of the minimum, on
+    `device` under NCCL, on the CPU under gloo): a collective, so every rank must ask; `flag` outside a group."""
+    if not in_group():
+        return flag
+    value = torch.tensor(int(flag), device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def rank_label():
     """'rank R: ' in a torchrun job of several processes, else '' (a prefix for messages)."""
     return f"rank {world()[0]}: " if in_group() else ""
@@ -177,16 +187,36 @@ def synchronize(device):
 def precision_context(precision, device):
     """Run a measurement in one stated precision, the same for every op compared.
 
-    'fp32': IEEE fp32 throughout (TF32 off for cuDNN convolutions and CUDA matmuls, which otherwise
+    'fp32': IEEE fp32 throughout (TF32 off for cuDNN convolutions and RNNs and for CUDA matmuls, which otherwise
     differ: cuDNN uses TF32 by default, matmuls do not). 'bf16': bf16 autocast on `device` (weights stay
     fp32; ops autocast keeps in fp32 run in IEEE fp32). The TF32 settings are restored on exit.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    saved = _tf32_settings()
+    _set_tf32_settings(False, "ieee", "ieee", "ieee")
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             yield
     finally:
-        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+        _set_tf32_settings(*saved)
+
+
+def _tf32_settings():
+    """(cuDNN's legacy allow_tf32 flag, or None where torch refuses to read it, the fp32_precision of cuDNN
+    convolutions, of cuDNN RNNs and of CUDA matmuls)."""
+    cudnn = torch.backends.cudnn
+    try:
+        legacy = cudnn.allow_tf32
+    except RuntimeError:  # the caller set cuDNN's convolutions and RNNs apart: torch refuses to read the flag
+        legacy = None
+    return legacy, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+
+
+def _set_tf32_settings(legacy, conv, rnn, matmul):
+    """Set what `_tf32_settings` reads. torch (2.14) reads cuDNN's allow_tf32 only while it agrees with both of
+    cuDNN's fp32_precision settings, and setting the flag resets them, so it is set first (unless None)."""
+    if legacy is not None:
+        torch.backends.cudnn.allow_tf32 = legacy
+    torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision = conv, rnn
+    torch.backends.cuda.matmul.fp32_precision = matmul

@@ -24,3 +24,8 @@ def first_line(error, limit=160):
     """The first line of an exception's message (its type's name when it has none), at most `limit` characters."""
     text = (str(error).strip() or type(error).__name__).splitlines()[0]
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class DiskFullError(RuntimeError):
+    """A write failed for lack of space; the message names what was written, where, the space left, and that
+    finished work is kept."""

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from lib.core.devices import loader_workers
 from lib.core.locks import exclusive
 from lib.core.progress import note
+from lib.core.space import reporting_full_disk
 from lib.data.layout import DECODE_ERRORS, SAMPLE_ROOT, DataError, open_rgb, read_categories, read_list
 
 
@@ -128,7 +129,9 @@ def _stack(items):
 def _write_cache(path, files, side, num_workers, desc):
     """Decode `files` into the .npy file `path` (uint8 (N, 3, side, side)), written through a
     temporary file and renamed. Under a lock on the folder: one process decodes, the others
-    wait and then use its file. Older caches of the same split, side and count are removed."""
+    wait and then use its file. Older caches of the same split, side and count are removed. The file's space is
+    reserved first, so that a full disk stops the decoding at once with DiskFullError (a memory map written past
+    a full disk would kill the process with SIGBUS instead)."""
     with exclusive(path.parent / ".lock", f"waiting for another process to decode {path.name}"):
         if path.exists():
             return
@@ -137,6 +140,8 @@ def _write_cache(path, files, side, num_workers, desc):
         note(f"{desc}: {len(files):,} images into {path.parent}")
         try:
             images = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
+            with reporting_full_disk("the decoded cache", path), open(part, "r+b") as reserved:
+                os.posix_fallocate(reserved.fileno(), 0, os.path.getsize(part))
             loader = DataLoader(_DecodeFiles(files, side), batch_size=256, num_workers=loader_workers(num_workers),
                                 collate_fn=_stack)
             start = 0

@@ -3,27 +3,24 @@
 Executed notebooks go to results/notebooks/, the report to results/report.pdf and results/report.html (a dry
 run: results/notebooks-dryrun/ and results/report-dryrun.*). Everything a request needs is checked before a
 kernel starts; everything is produced in a staging folder first and moved into place only when every notebook
-ran and every export succeeded, so a failure never overwrites the previous good report.
+ran and every export succeeded, so a failure never overwrites the previous good report. The notebooks run in one
+kernel (lib.report.kernel); an interruption or a full disk removes the staging folder, which holds nothing finished.
 """
-import contextlib
 import copy
-import os
 from pathlib import Path
 import re
 import shutil
 import sys
 import time
 
-from jupyter_client import KernelManager
 import nbformat
-import papermill
-from traitlets.config import Config
-import zmq
 
 from lib import study
-from lib.core import progress as terminal
+from lib.core.errors import DiskFullError
+from lib.core.space import reporting_full_disk
 from lib.data.layout import PROJECT_ROOT
-from lib.report import IncompleteReport, ReportError, completeness, estimate
+from lib.report import ReportError, estimate
+from lib.report.kernel import execute_all
 from lib.study.parameters import Study
 from lib.study.registry import RESULTS_DIR
 
@@ -51,63 +48,6 @@ def check_pdf_tools():
         raise ReportError(f"PDF export needs {' and '.join(missing)}, which are not installed. On Debian/Ubuntu: "
                           f"sudo apt-get install {PDF_PACKAGES} (`make report` does this), or export HTML only "
                           "with `python -m lib report --format html`.")
-
-
-# The kernel runs over local TCP; with CurveZMQ keys provisioned by the kernel manager (the project's kernelspec
-# declares support) its traffic is encrypted and ipykernel does not warn about plain-text transport.
-KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}}) if zmq.has("curve") else Config()
-
-
-# A fresh kernel costs seconds (start-up, then importing torch and lib), which is most of a re-render when every
-# result is cached: a report runs its notebooks one after another in one kernel, and `clean_slate` gives each an
-# empty namespace and execution counter, as a new kernel would; imported modules stay loaded.
-CLEAN_SLATE = "get_ipython().run_line_magic('reset', '-f'); get_ipython().execution_count = 1"
-
-
-# The report shows figures inline whatever backend the environment names (MPLBACKEND=Agg is common on servers):
-# ipykernel keeps a backend set in its environment, so the report's kernel gets the inline one.
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-
-
-@contextlib.contextmanager
-def report_kernel():
-    """A python3 kernel started in PROJECT_ROOT with this process's environment and the inline matplotlib
-    backend; shut down on exit."""
-    manager = KernelManager(kernel_name="python3", config=KERNEL_CONFIG)
-    manager.start_kernel(cwd=str(PROJECT_ROOT), env={**os.environ, "MPLBACKEND": INLINE_BACKEND})
-    try:
-        yield manager
-    finally:
-        manager.shutdown_kernel(now=True)
-
-
-def clean_slate(manager, timeout=60):
-    """Empty the namespace of the kernel of `manager` and restart its execution counter at 1."""
-    client = manager.blocking_client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=timeout)
-        reply = client.execute_interactive(CLEAN_SLATE, store_history=False, timeout=timeout)
-        if reply["content"]["status"] != "ok":
-            raise ReportError(f"could not reset the report's kernel: {reply['content'].get('evalue')}")
-    finally:
-        client.stop_channels()
-
-
-def execute(notebook, output, parameters, manager):
-    """Execute one notebook with papermill into `output`, in the kernel of `manager` after a `clean_slate`.
-
-    A failing cell, an error output or a figure caption without its image (lib.report.completeness) raises
-    IncompleteReport naming the notebook and the cell or figure."""
-    clean_slate(manager)
-    try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=False,
-                                   kernel_name="python3", km=manager)
-    except papermill.PapermillExecutionError as error:
-        raise IncompleteReport(f"notebook {notebook.name} failed in cell {error.exec_count} with {error.ename}: "
-                               f"{error.evalue}. The executed copy with the traceback is {output}; the previous "
-                               "report was left as it was.") from error
-    completeness.check(nbformat.read(output, as_version=4), notebook.name, output)
 
 
 def _report_cell(cell):
@@ -227,14 +167,29 @@ def export(notebook, stem, formats):
         exporter = exporters[fmt](**options)
         if fmt == "pdf":
             exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=[HTML_ONLY], enabled=True), True)
+        path = stem.with_suffix(f".{fmt}")
         try:
-            body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
+            with reporting_full_disk(f"the {fmt.upper()} report", path, partial=path):
+                body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": stem.name}})
+                path.write_bytes(body if isinstance(body, bytes) else body.encode())
+        except DiskFullError:
+            raise
         except Exception as error:  # nbconvert raises LatexFailed, OSError and others: name the format
             raise ReportError(f"exporting the {fmt.upper()} report failed: {error}") from error
-        path = stem.with_suffix(f".{fmt}")
-        path.write_bytes(body if isinstance(body, bytes) else body.encode())
         written.append(path)
     return written
+
+
+def report_notebook(executed, profile, dry_run):
+    """The report as one notebook (`combine`) of the executed notebooks, titled and scoped for `profile`."""
+    title = f"MiniPlaces scene classification ({profile} profile)"
+    combined = combine(executed, f"DRY RUN: {title}" if dry_run else title)
+    combined.cells.insert(1, nbformat.v4.new_markdown_cell(f"**This report**: {study.PROFILE_SCOPES[profile]}."))
+    if dry_run:
+        combined.cells.insert(1, nbformat.v4.new_markdown_cell(
+            "**DRY RUN**: every training run, evaluation and attack of this report was capped to a few batches "
+            "to test the whole pipeline; its numbers are not results."))
+    return combined
 
 
 def check_request(profile="sample", formats=("pdf", "html"), selected=None, directory=NOTEBOOKS_DIR,
@@ -277,8 +232,6 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     start = time.perf_counter()
     chosen = check_request(profile, formats, selected, directory, data_dir, overrides, attack, dry_run, seeds)
     results_dir = Path(results_dir)
-    stage = results_dir / f".staging-{time.strftime('%Y%m%d-%H%M%S')}"
-    stage.mkdir(parents=True)
     parameters = dict(profile=profile, data_dir=str(data_dir) if data_dir else "", device=device,
                       force_retrain=bool(force_retrain), overrides=overrides or {}, attack=attack or {},
                       dry_run=bool(dry_run), seeds=seeds)
@@ -286,27 +239,16 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
         expected = estimate.estimate(Study(profile, str(data_dir or ""), device, bool(force_retrain), bool(dry_run),
                                            overrides or {}, seeds), attack)
         print(estimate.describe(expected), file=sys.stderr, flush=True)
-    executed, times = [], {}
-    with terminal.Monitor(stage / "progress.jsonl", out=sys.stderr if progress else None) as monitor, \
-            report_kernel() as kernel:
-        for index, nb in enumerate(chosen, 1):
-            monitor.section(f"[{index}/{len(chosen)}] {nb.name} ({profile} profile{', DRY RUN' if dry_run else ''})")
-            seen, began = len(monitor.events), time.perf_counter()
-            execute(nb, stage / nb.name, parameters, kernel)
-            monitor.poll()
-            runs = [event["event"] for event in monitor.events[seen:]]
-            times[nb.name] = (time.perf_counter() - began, runs.count("train"), runs.count("cached"))
-            monitor.say(f"  {nb.name} done in {terminal.duration(times[nb.name][0])}")
-            executed.append(stage / nb.name)
-    name = "report-dryrun" if dry_run else "report"
-    title = f"MiniPlaces scene classification ({profile} profile)"
-    combined = combine(executed, f"DRY RUN: {title}" if dry_run else title)
-    combined.cells.insert(1, nbformat.v4.new_markdown_cell(f"**This report**: {study.PROFILE_SCOPES[profile]}."))
-    if dry_run:
-        combined.cells.insert(1, nbformat.v4.new_markdown_cell(
-            "**DRY RUN**: every training run, evaluation and attack of this report was capped to a few batches "
-            "to test the whole pipeline; its numbers are not results."))
-    report = export(combined, stage / name, formats)
+    stage = results_dir / f".staging-{time.strftime('%Y%m%d-%H%M%S')}"
+    stage.mkdir(parents=True)
+    try:
+        executed, times = execute_all(chosen, stage, parameters, progress, f"{profile} profile"
+                                                                          f"{', DRY RUN' if dry_run else ''}")
+        report = export(report_notebook(executed, profile, dry_run),
+                        stage / ("report-dryrun" if dry_run else "report"), formats)
+    except (KeyboardInterrupt, DiskFullError):
+        shutil.rmtree(stage, ignore_errors=True)  # nothing finished is there: the runs and analyses are elsewhere
+        raise
     final_notebooks = results_dir / ("notebooks-dryrun" if dry_run else "notebooks")
     final_notebooks.mkdir(parents=True, exist_ok=True)
     placed = [Path(shutil.move(path, final_notebooks / path.name)) for path in executed]

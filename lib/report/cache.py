@@ -12,19 +12,27 @@ The hash leaves out where the data set lies and its fingerprint (`data_dir`, `da
 settings too): an analysis stays valid when the results are copied next to another copy of the data set (the
 run directory itself holds runs of one data set; lib.study.runs). An analysis cached under a hash that still
 covered them (by earlier versions) is found by its settings and renamed once.
+
+A damaged analysis (a .json or .npz that does not read back: truncated, emptied) is named in one line, moved aside
+to <name>.damaged-<time>.json/.npz and computed again, as a damaged checkpoint is (lib.study.runs).
 """
 import contextlib
 import hashlib
 import io
 import json
 import platform
+import sys
 import time
+import zipfile
+import zlib
 
 import numpy as np
 import torch
 
 from lib.core.locks import exclusive
-from lib.training.run_files import atomic_write, git_commit
+from lib.core.progress import note
+from lib.core.space import atomic_write
+from lib.training.run_files import git_commit
 
 
 def cached(run, kind, settings, compute, force=False):
@@ -39,12 +47,12 @@ def cached(run, kind, settings, compute, force=False):
     path = _path(run, kind, settings)
     if not path.with_suffix(".json").exists():
         _adopt_earlier(path, run, kind, settings)
-    if path.with_suffix(".json").exists() and not force:
-        return load(path)
+    result = None if force else _intact(path)
+    if result is not None:
+        return result
     with exclusive(path.with_suffix(".lock"), f"{kind} of {run.dir}: waiting for another process computing it"):
-        if path.with_suffix(".json").exists() and not force:  # the process waited for computed it
-            return load(path)
-        return _compute(run, kind, settings, compute, path, force)
+        result = None if force else _intact(path)  # what the process waited for computed
+        return result if result is not None else _compute(run, kind, settings, compute, path, force)
 
 
 def _compute(run, kind, settings, compute, path, force):
@@ -63,9 +71,52 @@ def _compute(run, kind, settings, compute, path, force):
     if arrays:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        atomic_write(path.with_suffix(".npz"), lambda p: p.write_bytes(buffer.getvalue()))
-    atomic_write(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(record, indent=1, default=_plain)))
+        atomic_write(path.with_suffix(".npz"), lambda p: p.write_bytes(buffer.getvalue()), "the analysis")
+    atomic_write(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(record, indent=1, default=_plain)),
+                 "the analysis")
     return load(path)
+
+
+DAMAGE = (ValueError, KeyError, TypeError, EOFError, OSError, zipfile.BadZipFile, zlib.error)  # what reading raises
+
+
+def _intact(path):
+    """The analysis stored at `path` (without suffix), or None when it is not there or is damaged (then its files
+    are moved aside, `_set_aside`)."""
+    if not path.with_suffix(".json").exists():
+        return None
+    try:
+        return load(path)
+    except DAMAGE as error:
+        _set_aside(path, error)
+        return None
+
+
+def _read_record(json_path):
+    """The record of the analysis .json `json_path`, or None when it is damaged (its files then moved aside)."""
+    try:
+        record = json.loads(json_path.read_text())
+        if not (isinstance(record, dict) and isinstance(record.get("provenance"), dict)):
+            raise ValueError("not an analysis record")
+        return record
+    except DAMAGE as error:
+        return _set_aside(json_path.with_suffix(""), error)
+
+
+def _set_aside(path, error):
+    """Move the files of the damaged analysis at `path` to <name>.damaged-<time>.json/.npz, saying so in one line
+    (stderr and a report's terminal); returns None."""
+    stamp, moved = time.strftime("%Y%m%d-%H%M%S"), []
+    for suffix in (".json", ".npz"):
+        with contextlib.suppress(FileNotFoundError):  # absent, or just moved by another process
+            aside = path.with_name(f"{path.name}.damaged-{stamp}{suffix}")
+            path.with_suffix(suffix).rename(aside)
+            moved.append(aside.name)
+    if moved:
+        what = error if isinstance(error, str) else f"{type(error).__name__}: {str(error)[:120]}"
+        line = f"damaged analysis {path} ({what}): its files moved aside as {' and '.join(moved)}; computing it again"
+        print(line, file=sys.stderr, flush=True)
+        note(line)
 
 
 def load(path):
@@ -89,8 +140,8 @@ def provenance(run, kind, settings):
     path = _path(run, kind, settings)
     if not path.with_suffix(".json").exists():
         _adopt_earlier(path, run, kind, settings)
-    path = path.with_suffix(".json")
-    return json.loads(path.read_text())["provenance"] if path.exists() else None
+    record = _read_record(path.with_suffix(".json")) if path.with_suffix(".json").exists() else None
+    return record["provenance"] if record else None
 
 
 PLACE_KEYS = ("data_dir", "dataset")  # left out of the hash: where the data set lies, and its fingerprint
@@ -121,9 +172,11 @@ def _adopt_earlier(path, run, kind, settings):
     place, or a config.json since brought up to date) whose kind and settings give `path`'s hash now to `path`,
     .json and .npz."""
     for old in path.parent.glob(f"{kind}-*.json"):
-        if ".replaced-" in old.name:
+        if ".replaced-" in old.name or ".damaged-" in old.name:
             continue
-        record = json.loads(old.read_text())
+        record = _read_record(old)
+        if record is None:
+            continue
         same_run = record["provenance"].get("run_finished_at") == run.metrics["provenance"]["finished_at"]
         if same_run and record["kind"] == kind and _digest(run, kind, record["settings"]) == path.name[len(kind) + 1:]:
             for suffix in (".npz", ".json"):

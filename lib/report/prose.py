@@ -10,7 +10,6 @@ from pathlib import Path
 import math
 import string
 
-from IPython.display import Markdown, display
 import numpy as np
 
 from lib import attacks, data
@@ -43,7 +42,9 @@ def render(template, facts):
 
 
 def say(template, facts=None, **more):
-    """Show `template` rendered with `facts` and `more` (see `render`) as Markdown in the notebook."""
+    """Show `template` rendered with `facts` and `more` (see `render`) as Markdown in the notebook. IPython is
+    imported here, not with the module: nothing below lib/report/build.py needs the Jupyter stack to import."""
+    from IPython.display import Markdown, display
     display(Markdown(render(template, {**(facts or {}), **more})))
 
 

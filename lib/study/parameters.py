@@ -54,9 +54,10 @@ class Study:
         return runs.run(name, self.profile, data_dir=self.data_dir or None, device=self.device,
                         force=self.force_retrain, dry_run=self.dry_run, **kwargs, **self._settings(name, replica))
 
-    def run_dir(self, name, replica=0):
-        """The run directory of experiment `name` (its `replica`-th seed) in this study (lib.study.run_dir)."""
-        return resolve.run_dir(name, self.profile, self._settings(name, replica), dry_run=self.dry_run)
+    def run_dir(self, name, replica=0, results_dir=None):
+        """The run directory of experiment `name` (its `replica`-th seed) in this study (lib.study.run_dir), under
+        `results_dir` (default: results/)."""
+        return resolve.run_dir(name, self.profile, self._settings(name, replica), results_dir, self.dry_run)
 
     def runs(self, name, **kwargs):
         """[run(name, i) for every seed i of `name` in this study]: one run per seed, the first the one of `run`."""

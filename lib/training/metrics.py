@@ -51,6 +51,25 @@ class Meter:
         for key, value in logs.items():
             self.extra[key] = self.extra.get(key, 0) + torch.as_tensor(value, dtype=torch.float64)
 
+    def totals(self):
+        """The sums over all processes (a collective under DDP), as CPU tensors: {'sums': float64 (4,) loss*n, top1,
+        top5, images; 'extra': {key: float64 0-d}}, for a mid-epoch checkpoint (`load`)."""
+        keys = sorted(self.extra)
+        both = torch.cat([self.sums, self.sums.new_tensor([self.count])] +
+                         [self.extra[k].to(self.sums.device).reshape(1) for k in keys])
+        if devices.world()[1] > 1:
+            dist.all_reduce(both)
+        both = both.cpu()
+        return {"sums": both[:4], "extra": dict(zip(keys, both[4:]))}
+
+    def load(self, totals, mine=True):
+        """Continue from `totals` (from `totals`): added to this process's sums when `mine` (one process of a
+        group takes them, the others start at zero with the same keys, so that the reduction adds them once)."""
+        scale = 1.0 if mine else 0.0
+        self.sums = totals["sums"][:3].to(self.sums.device) * scale
+        self.count = int(totals["sums"][3]) if mine else 0
+        self.extra = {key: value * scale for key, value in totals["extra"].items()}
+
     def result(self, prefix):
         """{prefix_loss, prefix_acc1, prefix_acc5, ..., prefix_images}: accuracies in percent of the
         prefix_images images counted (over all processes)."""

@@ -1,11 +1,9 @@
-"""Files of a run: atomic writes (temporary file, then rename) of JSON, CSV and checkpoints; reading a
+"""Files of a run: atomic writes (temporary file, then rename; lib.core.space) of JSON, CSV and checkpoints; reading a
 checkpoint back (weights_only); the provenance a result carries, with the git commit it was produced from.
 """
 import csv
 import json
-import os
 import platform
-from pathlib import Path
 import subprocess
 import time
 
@@ -13,32 +11,25 @@ import torch
 
 from lib.core import devices
 from lib.core.errors import CheckpointError, first_line
+from lib.core.space import atomic_write
 from lib.data.layout import PROJECT_ROOT
 
 
-def atomic_write(path, write):
-    """Call write(tmp_path), then rename tmp_path onto path, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+def write_json(path, data, what="the run file"):
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"), what)
 
 
-def write_json(path, data):
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def write_csv(path, rows, fields):
+def write_csv(path, rows, fields, what="the run file"):
     def write(p):
         with open(p, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-    atomic_write(path, write)
+    atomic_write(path, write, what)
 
 
-def save_checkpoint(path, state):
-    atomic_write(path, lambda p: torch.save(state, p))
+def save_checkpoint(path, state, what="the checkpoint"):
+    atomic_write(path, lambda p: torch.save(state, p), what)
 
 
 def load_checkpoint(path):

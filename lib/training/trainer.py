@@ -6,8 +6,8 @@ A run lives in one directory::
     history.csv      one row per epoch: lr, train/val loss and Acc@1/Acc@5, time, images/s
     steps.csv        one row every `log_every` optimizer steps: lr and training loss
     metrics.json     final and best metrics plus provenance (written last: its presence means "finished")
-    checkpoint.pth   model, optimizer, scheduler, every process's RNG state after the last finished epoch
-                     (git-ignored)
+    checkpoint.pth   model, optimizer, scheduler, every process's RNG state after the last finished epoch, or
+                     after the step a signal stopped the run at (lib.training.mid_epoch; git-ignored)
     model_best.pth   model weights with the best val Acc@1 (git-ignored)
     tb/              TensorBoard event files
 
@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 from lib.core import devices
 from lib.core.devices import AMP_CHOICES
 from lib.core.errors import CheckpointError, TrainingError, first_line
-from lib.training import run_files
+from lib.core.interrupt import requested, stop_requests
+from lib.training import mid_epoch, run_files
 from lib.training.amp import choose_amp
 from lib.training.loaders import DeviceBatches, build_loaders
-from lib.training.metrics import Meter, evaluate
+from lib.training.metrics import evaluate
 from lib.training.placement import place_model
 
 
@@ -84,6 +85,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, total, warmup))
         self.history, self.steps, self.epoch, self.best_acc1, self.train_time = [], [], 0, -1.0, 0.0
+        self.resume_at = None  # a mid-epoch checkpoint's position (lib.training.mid_epoch), until its epoch resumes
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
 
     @property
@@ -95,45 +97,60 @@ class Trainer:
         """Train the remaining epochs (all of them, or up to epoch `stop_after`); returns metrics.
 
         Writes checkpoint.pth every epoch and model_best.pth on a new best val Acc@1; metrics.json
-        only once the last epoch is done.
+        only once the last epoch is done. SIGINT or SIGTERM stops it at the next optimizer step (under DDP: the
+        next log point) with a checkpoint of that step, or after the epoch it came in, and raises Interrupted.
         """
         if self.amp is None:
             self.amp, self.amp_speedup = choose_amp(self.model, self.train_loader, self.val_transform, self.device,
                                                     self.memory_format, self.rank, self.world_size)
         writer = self._tensorboard()
         last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
-        while self.epoch < last:
-            lr = self.optimizer.param_groups[0]["lr"]
-            start = time.perf_counter()
-            row = {"epoch": self.epoch + 1, "lr": lr, **self.train_epoch()}
-            seconds = time.perf_counter() - start
-            self.train_time += seconds
-            row.update(self.validate())
-            row.update(epoch_time_s=seconds, images_per_s=self.steps_per_epoch * self.cfg["batch_size"] / seconds)
-            self.history.append(row)
-            self.epoch += 1
-            new_best = self._track_best(row["val_acc1"])
-            rng = devices.gather_rng_states(self.device, self.rank, self.world_size)
-            if self.is_main_process:
-                self._write_epoch(new_best, rng)
-                self._log_epoch(writer, row)
-        if writer:
-            writer.close()
+        try:
+            with stop_requests():
+                while self.epoch < last:
+                    self._fit_epoch(writer)
+                    mid_epoch.stop_after_epoch(self, self._check_flags())
+        finally:
+            if writer:
+                writer.close()
         return self.finish() if self.epoch == self.cfg["epochs"] else None
 
-    def train_epoch(self):
-        """One pass over the training loader (at most steps_per_epoch steps); returns the epoch's train metrics.
+    def _fit_epoch(self, writer):
+        """Train and validate one epoch (the rest of it, after a mid-epoch checkpoint), then write its files."""
+        at = self.resume_at = self.resume_at or mid_epoch.epoch_start(self.optimizer.param_groups[0]["lr"])
+        start = time.perf_counter()
+        row = {"epoch": self.epoch + 1, "lr": at["lr"], **self.train_epoch()}
+        seconds = at["seconds"] + time.perf_counter() - start
+        self.train_time += seconds
+        row.update(self.validate())
+        row.update(epoch_time_s=seconds, images_per_s=self.steps_per_epoch * self.cfg["batch_size"] / seconds)
+        self.history.append(row)
+        self.epoch += 1
+        new_best = self._track_best(row["val_acc1"])
+        rng = devices.gather_rng_states(self.device, self.rank, self.world_size)
+        if self.is_main_process:
+            self._write_epoch(new_best, rng)
+            self._log_epoch(writer, row)
 
-        No step waits for the device: the loss is read, and checked for inf/NaN (`_check_finite`), only
+    def train_epoch(self):
+        """One pass over the training loader (at most steps_per_epoch steps; after a mid-epoch checkpoint, the
+        steps it had not reached); returns the epoch's train metrics.
+
+        No step waits for the device: the loss is read, and checked for inf/NaN (`_check_flags`), only
         every log_every steps and at the end of the epoch.
         """
         self.net.train()
-        self.train_loader.sampler.set_epoch(self.epoch)
-        meter, cfg = Meter(self.device), self.cfg
-        batches = itertools.islice(self.train_loader, self.steps_per_epoch)
+        at = self.resume_at = self.resume_at or mid_epoch.epoch_start(self.optimizer.param_groups[0]["lr"])
+        cfg, began = self.cfg, time.perf_counter()
+        self.train_loader.sampler.set_epoch(self.epoch, at["position"] * self.train_loader.batch_size)
+        meter = mid_epoch.epoch_meter(at, self.device, self.is_main_process)
+        batches = iter(self.train_loader)
+        if at.get("rng") is not None:  # after iter(): a DataLoader without workers draws a seed from the global RNG
+            devices.set_rng_state(at["rng"], self.device)
+        batches = itertools.islice(batches, self.steps_per_epoch - at["position"])
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False, total=self.steps_per_epoch,
-                   disable=not (self.progress and self.is_main_process))
-        for images, labels in bar:
+                   initial=at["position"], disable=not (self.progress and self.is_main_process))
+        for position, (images, labels) in enumerate(bar, at["position"] + 1):
             images = self.train_transform(images.to(self.device, non_blocking=True))
             images = images.contiguous(memory_format=self.memory_format)
             labels = labels.to(self.device, non_blocking=True)
@@ -142,19 +159,22 @@ class Trainer:
                     images, logs = self.input_hook(self.net, images, labels)
                 meter.add(logs)
             loss = self.step(images, labels, meter)
-            step = self.scheduler.last_epoch
+            step, signum = self.scheduler.last_epoch, requested() if self.world_size == 1 else 0
             if step % cfg["log_every"] == 0:
-                self._check_finite()
+                signum = self._check_flags()
                 lr, loss = self.optimizer.param_groups[0]["lr"], loss.item()
                 self.steps.append({"step": step, "epoch": self.epoch + 1, "lr": lr, "loss": loss})
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}")
-        self._check_finite()
+            if signum:
+                mid_epoch.stop_mid_epoch(self, signum, position, meter, began)
+        self._check_flags()
+        self.resume_at = None
         return meter.result("train")
 
     def step(self, images, labels, meter):
         """Forward, backward, clip, optimizer and schedule step for one batch; returns the loss (0-d tensor).
 
-        A non-finite loss only sets the device flag `nonfinite` here (no host sync); `_check_finite` reads it.
+        A non-finite loss only sets the device flag `nonfinite` here (no host sync); `_check_flags` reads it.
         """
         with self.autocast():
             logits = self.net(images)
@@ -169,23 +189,25 @@ class Trainer:
         meter.update(loss, logits, labels)
         return loss
 
-    def _check_finite(self):
-        """Raise TrainingError on every process when any process met a non-finite loss since the start.
+    def _check_flags(self):
+        """Raise TrainingError on every process when any process met a non-finite loss since the start; else the
+        signal (its number, 0 for none) that any process was asked to stop by (lib.core.interrupt).
 
         Runs at the same optimizer steps on every process (log points, end of epoch), so all of them stop
-        together: one host sync and, under DDP, one all-reduce of one flag per process.
+        together: one host sync and, under DDP, one all-reduce of two flags per process.
         """
-        flags = torch.zeros(self.world_size, device=self.device)
-        flags[self.rank] = self.nonfinite
+        flags = torch.zeros(2, self.world_size, device=self.device)
+        flags[0, self.rank], flags[1, self.rank] = self.nonfinite, requested()
         if self.world_size > 1:
             dist.all_reduce(flags)
-        ranks = flags.nonzero().flatten().tolist()
+        ranks = flags[0].nonzero().flatten().tolist()
         if ranks:
             where = f" on rank(s) {', '.join(map(str, ranks))}" if self.world_size > 1 else ""
             raise TrainingError(
                 f"the training loss became nan or inf{where} in epoch {self.epoch + 1} (by step "
                 f"{self.scheduler.last_epoch}); every process stopped and the last good checkpoint is kept in "
                 f"{self.run_dir}. Lower the learning rate (--lr) or set --grad-clip.")
+        return int(flags[1].max())
 
     def validate(self):
         """Loss, Acc@1 and Acc@5 on the validation loader (at most cfg['val_batches'] batches), keyed val_*."""
@@ -209,16 +231,16 @@ class Trainer:
         return new_best
 
     def _write_epoch(self, new_best, rng):
-        """history.csv, steps.csv and checkpoint.pth (with every process's random state `rng`), and
+        """checkpoint.pth (with every process's random state `rng`), history.csv and steps.csv, and
         model_best.pth when the epoch just ended set a new best."""
         row = self.history[-1]
         fields = HISTORY_FIELDS + sorted(set(row) - set(HISTORY_FIELDS))
-        run_files.write_csv(self.run_dir / "history.csv", self.history, fields)
-        run_files.write_csv(self.run_dir / "steps.csv", self.steps, ["step", "epoch", "lr", "loss"])
-        run_files.save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))
+        run_files.save_checkpoint(self.run_dir / "checkpoint.pth", self.state(rng))  # first: it holds the others
+        run_files.write_csv(self.run_dir / "history.csv", self.history, fields, "the history")
+        run_files.write_csv(self.run_dir / "steps.csv", self.steps, mid_epoch.STEP_FIELDS, "the step log")
         if new_best:
             run_files.save_checkpoint(self.run_dir / "model_best.pth",
-                                     {"model": self.model.state_dict(), "epoch": self.epoch})
+                                     {"model": self.model.state_dict(), "epoch": self.epoch}, "the best weights")
 
     def _tensorboard(self):
         """A TensorBoard writer into run_dir/tb on the main process; None elsewhere, and without the `tensorboard`
@@ -250,19 +272,24 @@ class Trainer:
         metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
                    "best_val_acc1": self.best_acc1, **self.notes, "provenance": provenance}
         if self.is_main_process:
-            run_files.write_json(self.run_dir / "metrics.json", metrics)
+            run_files.write_json(self.run_dir / "metrics.json", metrics, "the final metrics")
         return metrics
 
     # -- checkpoint and resume
-    def state(self, rng):
-        """The checkpoint: `rng` holds every process's `rng_state`, indexed by rank."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+    def state(self, rng, partial=None):
+        """The checkpoint: `rng` holds every process's `rng_state`, indexed by rank; `partial`, in a mid-epoch
+        checkpoint, the position reached in the epoch (lib.training.mid_epoch)."""
+        return {"partial": partial, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_acc1": self.best_acc1,
                 "history": self.history, "steps": self.steps, "train_time": self.train_time,
                 "amp": self.amp, "amp_bf16_speedup": self.amp_speedup, "rng": rng}
 
     def resume(self, path):
-        """Continue from a checkpoint written after an epoch: same final result as an uninterrupted run.
+        """Continue from a checkpoint written after an epoch or mid-epoch, with the model, optimizer, schedule,
+        history and every process's random state, so the rest of the run sees the same batches, augmentations and
+        learning rates as an uninterrupted one. On a CPU the final result is then the same; on a GPU it agrees only
+        as closely as two uninterrupted runs do (cuDNN benchmarks its algorithms per process, and some of its
+        backward kernels add in a varying order), not bit for bit.
 
         Each process restores its own random state. A checkpoint written by a different number of
         processes cannot continue their streams: each process then re-seeds (seed + rank + 1000 x epoch)
@@ -288,6 +315,7 @@ class Trainer:
         # checkpoints written before amp and per-process RNG states were saved lack these keys
         self.amp, self.amp_speedup = state.get("amp", self.amp), state.get("amp_bf16_speedup")
         rng = state.get("rng", [])
+        self.resume_at = mid_epoch.resume_position(state, rng, self.rank, self.world_size, path)
         if len(rng) == self.world_size:
             devices.set_rng_state(rng[self.rank], self.device)
         else:

@@ -1,11 +1,23 @@
 """benchmarks/gpu_check.py and benchmarks/estimate.py on a CPU (the CUDA path runs under `make gpu-check`)."""
 import json
+import time
 
 import pytest
 import torch
 
-from benchmarks import estimate, gpu_check
+from benchmarks import estimate, gpu_check, gpu_sections
+from benchmarks.budget import Share
 from lib import experiments
+
+
+def stub_sections(monkeypatch):
+    """Every section's measurement replaced by an instant stand-in that passes."""
+    monkeypatch.setattr(gpu_check.gpu_sections, "cuda_tests", lambda seconds: {"passed": True, "summary": "1 passed"})
+    monkeypatch.setattr(gpu_check.gpu_sections, "conv_agreement", lambda device: [{"ok": True}])
+    monkeypatch.setattr(gpu_check.gpu_sections, "experiment_row", lambda name, *args, **kwargs: {
+        "experiment": name, "images/s": 1.0, "TFLOP/s": 1.0})
+    monkeypatch.setattr(gpu_check.gpu_sections, "pipeline_rows", lambda *args: [{"path": "DataLoader"}])
+    monkeypatch.setattr(gpu_check.gpu_sections, "sanity", lambda *args: {"loss falls": True})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
@@ -15,31 +27,77 @@ def test_without_cuda_it_says_so_in_one_line_and_exits_0(capsys):
     assert len(out) == 1 and "no CUDA GPU" in out[0]
 
 
-def test_the_quick_check_runs_every_section_on_a_cpu_and_writes_json_and_markdown(capsys, tmp_path):
-    assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert result["passed"] and result["profile"] == "smoke" and result["versions"]["torch"] == torch.__version__
-    assert set(result["seconds"]) == {"tests", "conv", "experiments", "pipeline", "sanity"}
-    assert {(row["precision"], row["tensor"]) for row in result["conv"] if row["ok"]} == {
-        (p, t) for p in ("fp32", "bf16") for t in ("output", "grad input", "grad weight", "grad bias")}
-    rows = result["experiments"]
-    assert [row["experiment"] for row in rows] == list(experiments.EXPERIMENTS)
-    measured = [row for row in rows if "images/s" in row]
-    assert measured and all(row["images/s"] > 0 and row["TFLOP/s"] > 0 and row["steps"] == 1 for row in measured)
-    assert all(row["note"].startswith("skipped") for row in rows if "images/s" not in row)
-    assert [row["path"] for row in result["pipeline"]] == ["DataLoader", "device-resident",
-                                                            "device-resident + TrainAugment"]
-    assert all(row["images/s"] > 0 and row["images"] == 1024 for row in result["pipeline"])
-    sanity = result["sanity"]
-    assert sanity["train steps"] == 96 // 16 and sanity["attacked images"] == 16 and sanity["attack TFLOP/s"] > 0
-    table = (tmp_path / "gpu_check.md").read_text()
-    assert "| simplenet | fp32 | 16 | 1 |" in table and table.strip() in capsys.readouterr().out
+# The quick check itself runs in tests/test_bare_machine.py, in a child process without the Jupyter stack.
 
-
-def test_a_spent_share_skips_the_remaining_experiments():
-    spent = gpu_check.Section(0, deadline=0)
-    rows = gpu_check.measure_experiments(torch.device("cpu"), "smoke", 1, spent)
+def test_a_spent_share_skips_the_remaining_experiments_and_compile_still_runs_right_after_simplenet():
+    calls = []
+    rows = gpu_check.measure_experiments(torch.device("cpu"), "smoke", 1, Share(0, deadline=0),
+                                         lambda: calls.append("compile"))
     assert [row["note"] for row in rows] == ["skipped: its share of the budget is spent"] * len(experiments.EXPERIMENTS)
+    assert calls == ["compile"]
+
+
+def sleepy(seconds):
+    """A stand-in for a measurement that takes `seconds`."""
+    def measure(*args, **kwargs):
+        time.sleep(seconds)
+        return {"experiment": "simplenet", "images/s": 1.0, "TFLOP/s": 1.0}
+    return measure
+
+
+def test_an_experiment_its_share_ends_is_stopped_and_the_rest_are_skipped(monkeypatch):
+    monkeypatch.setattr(gpu_check.gpu_sections, "experiment_row", sleepy(30))
+    share = Share(0.3, deadline=float("inf"))
+    start = time.monotonic()
+    with share.running():
+        rows = gpu_check.measure_experiments(torch.device("cpu"), "smoke", 1, share)
+    assert time.monotonic() - start < 5
+    assert rows[0] == {"experiment": "simplenet", "note": "stopped: its share of the budget (0 s) ran out"}
+    assert {row["note"] for row in rows[1:]} == {"skipped: its share of the budget is spent"}
+
+
+def test_compile_has_its_own_share_and_a_row_that_says_why_it_was_skipped(monkeypatch):
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it here
+    cpu_row = gpu_check.measure_compiled(torch.device("cpu"), "smoke", 1, Share(9, float("inf")))
+    assert cpu_row["experiment"] == "simplenet (compiled)" and cpu_row["note"].startswith("skipped (a CPU")
+    monkeypatch.setattr(gpu_check.gpu_sections, "experiment_row", sleepy(30))
+    start = time.monotonic()
+    row = gpu_check.measure_compiled(cuda, "smoke", 1, Share(0.3, float("inf")))
+    assert time.monotonic() - start < 5 and row["note"] == "skipped (stopped: its share of the budget (0 s) ran out)"
+
+    class InductorError(Exception):
+        """torch.compile raises errors of its own types."""
+
+    def no_compiler(*args, **kwargs):
+        raise InductorError("no C++ compiler\nmore")
+    monkeypatch.setattr(gpu_check.gpu_sections, "experiment_row", no_compiler)
+    row = gpu_check.measure_compiled(cuda, "smoke", 1, Share(9, float("inf")))
+    assert row["note"] == "skipped (torch.compile failed: no C++ compiler)"
+
+
+def test_the_budget_is_hard_a_section_stops_at_its_share_and_the_check_ends_within_it(monkeypatch, tmp_path):
+    stub_sections(monkeypatch)
+    monkeypatch.setattr(gpu_check.gpu_sections, "sanity", sleepy(60))
+    start = time.monotonic()
+    result, passed = gpu_check.check(torch.device("cpu"), True, 4.0, tmp_path)
+    assert time.monotonic() - start < 4.5 and result["seconds"]["total"] <= 4.0
+    assert result["sanity"] == {"stopped": "stopped: its share of the budget (1 s) ran out"}
+    assert passed  # in --quick the sanity run owes no verdict; the table says it stopped
+    assert "STOPPED: stopped: its share of the budget" in gpu_check.report(result)
+    assert not gpu_check.check(torch.device("cpu"), False, 4.0, tmp_path)[1]  # outside --quick it owes one
+
+
+def test_a_budget_that_is_not_positive_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--device", "cpu", "--budget", "0"])
+    assert "--budget takes a positive number of seconds, got 0" in capsys.readouterr().err
+
+
+def test_the_pipeline_rate_is_timed_after_an_untimed_warm_up_batch():
+    seen = []
+    batches = [(torch.zeros(4, 3, 2, 2), None) for _ in range(5)]
+    rate = gpu_sections._rate(batches, torch.device("cpu"), 60, lambda batch: seen.append(len(batch)) or batch)
+    assert len(seen) == 5 and rate > 0  # the first batch went through the transform too, before the clock
 
 
 def test_the_estimate_counts_training_pgd_validation_and_the_notebooks_attacks(capsys):
@@ -98,12 +156,9 @@ def test_a_section_that_breaks_is_reported_and_the_others_still_run(monkeypatch,
     def broken(device):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
 
+    stub_sections(monkeypatch)
     monkeypatch.setattr(gpu_check.gpu_sections, "conv_agreement", broken)
-    monkeypatch.setattr(gpu_check.gpu_sections, "experiment_row", lambda name, *args, **kwargs: {
-        "experiment": name, "images/s": 1.0, "TFLOP/s": 1.0})
-    monkeypatch.setattr(gpu_check.gpu_sections, "pipeline_rows", lambda *args: [{"path": "DataLoader"}])
-    monkeypatch.setattr(gpu_check.gpu_sections, "sanity", lambda *args: {"loss falls": True})
-    result, passed = gpu_check.check(torch.device("cpu"), True, float("inf"), tmp_path)
+    result, passed = gpu_check.check(torch.device("cpu"), True, 1000, tmp_path)
     assert not passed and result["conv"] == {"error": "RuntimeError: CUDA error: an illegal memory access was "
                                                       "encountered"}
     assert len(result["experiments"]) == len(experiments.EXPERIMENTS) and result["sanity"] == {"loss falls": True}

@@ -1,4 +1,5 @@
 """Cached per-image analyses of a finished smoke run: computed once, re-read without a model, never overwritten."""
+import errno
 import threading
 import time
 
@@ -8,6 +9,7 @@ import torch
 
 from lib import experiments
 from lib.attacks.pgd import PGDAttack
+from lib.core.errors import DiskFullError
 from lib.report import analysis, cache
 
 
@@ -166,3 +168,27 @@ def test_two_requests_for_one_analysis_compute_it_once(run, capsys):
     assert len(calls) == 1
     np.testing.assert_array_equal(second["value"], np.arange(3))
     assert "waiting for another process computing it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_a_damaged_analysis_is_named_once_moved_aside_and_computed_again(run, capsys, suffix):
+    kind, computed = f"damaged{suffix[1:]}", {"a": np.arange(4), "n": 2}
+    cache.cached(run, kind, {}, lambda: computed)
+    stored = next((run.dir / "analyses").glob(f"{kind}-*{suffix}"))
+    stored.write_bytes(stored.read_bytes()[:stored.stat().st_size // 2])
+    capsys.readouterr()
+    got = cache.cached(run, kind, {}, lambda: computed)
+    assert got["a"].tolist() == [0, 1, 2, 3] and got["n"] == 2
+    assert cache.cached(run, kind, {}, lambda: pytest.fail("recomputed"))["n"] == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"damaged analysis {stored.with_suffix('')} (")
+    assert sorted(p.suffix for p in (run.dir / "analyses").glob(f"{stored.stem}.damaged-*")) == [".json", ".npz"]
+
+
+def test_a_full_disk_leaves_no_analysis_behind(run, monkeypatch):
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(type(run.dir), "write_bytes", full)
+    with pytest.raises(DiskFullError, match="writing the analysis .*/fullness-.*npz"):
+        cache.cached(run, "fullness", {}, lambda: {"a": np.arange(3)})
+    assert [p.suffix for p in (run.dir / "analyses").glob("*fullness-*")] == [".lock"]  # no .npz, no temporary

@@ -8,10 +8,14 @@ import functools
 import html
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
+import torch
 
 nbformat = pytest.importorskip("nbformat", reason="the report needs the Jupyter stack")
 pytest.importorskip("papermill", reason="the report needs the Jupyter stack")
@@ -119,7 +123,7 @@ def test_dry_run_report_with_overrides_lives_apart(tmp_path, monkeypatch, capsys
 ])
 def test_report_checks_its_request_before_any_kernel(tmp_path, monkeypatch, capsys, argv, message):
     started = []
-    monkeypatch.setattr(report, "execute", lambda *args: started.append(args))
+    monkeypatch.setattr(report, "execute_all", lambda *args: started.append(args))  # starts the kernel
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path / "results")
     assert main(["report", "--profile", "smoke", "--format", "html", *argv]) == 2
     err = capsys.readouterr().err
@@ -296,3 +300,43 @@ def test_smoke_report_reads_as_a_document(smoke_html):
     assert "The claims ledger" in text and "Figure F.1" in text and "Holm" in text
     assert "McNemar p" in text and "[95% CI]" in text
     assert 'class="report-table"' in page and "Table A.1" in text
+
+
+SLOW_TRAINING = """
+import pathlib, time
+from tests.training.toy_training import trainer
+def slow(model, images, labels):
+    pathlib.Path(run_dir, "training").touch()
+    time.sleep(0.2)
+    return images, {}
+run = trainer(run_dir, epochs=50)
+run.input_hook = slow
+run.fit()
+"""
+
+
+def test_ctrl_c_during_a_report_saves_the_kernels_training_step_and_ends_with_one_line(tmp_path, monkeypatch, capsys):
+    """SIGINT to the report's process while a notebook's kernel trains: the kernel's run saves the step it reached,
+    the report ends with exit 130 and one line (no traceback), and the previous report and no staging are left."""
+    notebooks, results, run_dir = tmp_path / "nbs", tmp_path / "results", tmp_path / "run"
+    notebooks.mkdir()
+    results.mkdir()
+    (results / "report.html").write_text("previous good report")
+    write_notebook(notebooks / "00_train.ipynb", f"run_dir = {str(run_dir)!r}", SLOW_TRAINING)
+    monkeypatch.setattr(report, "build", functools.partial(report.build, directory=notebooks, results_dir=results,
+                                                           progress=False))
+
+    def ctrl_c_once_training():
+        deadline = time.monotonic() + 120
+        while not (run_dir / "training").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=ctrl_c_once_training, daemon=True).start()
+    assert main(["report", "--profile", "smoke", "--format", "html"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"interrupted: SIGINT stopped the report in 00_train.ipynb (SIGINT stopped the training run "
+                          f"in {run_dir} at step ")
+    assert torch.load(run_dir / "checkpoint.pth", weights_only=True)["partial"]["position"] >= 1
+    assert (results / "report.html").read_text() == "previous good report"
+    assert sorted(p.name for p in results.iterdir()) == ["report.html"]

@@ -7,11 +7,14 @@ Stages, run in order in the same processes: `whole` trains 3 epochs into OUT/who
 first augmentation draw as OUT/draw<rank>.pt; `killed` trains the same run into OUT/split until rank 0 is
 killed (SIGKILL, no clean-up) at its first step of epoch 2, which ends the launch; `resume` continues OUT/split
 to the end; `nan` makes rank 1's loss NaN at its second step; `fail` raises an error on rank 1 alone at its
-second step; `syncbn` trains a BatchNorm model 2 epochs on CPU kernels standing in for SyncBatchNorm's CUDA
-ones (tests/training/cpu_syncbn.py) and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
+second step; `auto` decides data_on_device='auto' on a fake GPU whose free memory holds the training split on
+rank 0 only, and writes each rank's own verdict and the agreed one as OUT/auto<rank>.json; `syncbn` trains a
+BatchNorm model 2 epochs on CPU kernels standing in for SyncBatchNorm's CUDA ones (tests/training/cpu_syncbn.py)
+and saves rank 0's weights as OUT/syncbn.pt. A TrainingError is printed as
 "rank R: error: ..." and ends the process with status 3, another error as "rank R: failed: ..." with status 1
 (lib.core.devices.exit_process, as `python -m lib` does).
 """
+import json
 import os
 from pathlib import Path
 import signal
@@ -25,6 +28,7 @@ from torch.utils.data import TensorDataset
 import cpu_syncbn
 from lib.core.devices import exit_process, init_distributed, world
 from lib.core.errors import TrainingError
+from lib.training import loaders
 from lib.training.trainer import Trainer
 
 
@@ -109,6 +113,18 @@ def kill_rank_0_in_epoch_2(run):
     return hook
 
 
+def decide_auto(out, rank):
+    """use_device('auto') for a 96-image split (each rank's shard: 48 x 200 bytes) on a fake 'cuda:0' whose free
+    memory holds that shard on rank 0 and not on rank 1; OUT/auto<rank>.json: {'fits': this rank's own verdict,
+    'agreed': the decision}."""
+    split = toy_data(96, 0)
+    free = (4 if rank == 0 else 1) * loaders.shard_bytes(split, 2)
+    torch.cuda.mem_get_info = lambda device: (free, 80 * 2**30)
+    fits = loaders.shard_bytes(split, 2) <= loaders.RESIDENT_SHARE * free
+    agreed = loaders.use_device("auto", split, torch.device("cuda", 0), world_size=2)
+    (out / f"auto{rank}.json").write_text(json.dumps({"fits": fits, "agreed": agreed}))
+
+
 def main(out, stages):
     init_distributed("cpu")
     rank = world()[0]
@@ -125,6 +141,8 @@ def main(out, stages):
             run = trainer(out / "split")
             run.resume(out / "split" / "checkpoint.pth")
             run.fit()
+        elif stage == "auto":
+            decide_auto(out, rank)
         elif stage == "nan":
             trainer(out / "nan", input_hook=nan_on_rank_1).fit()
         elif stage == "syncbn":

@@ -90,13 +90,20 @@ def test_forward_flops_counts_the_matmuls_of_fused_attention():
     assert forward_flops(Attend(), x) == 2 * (2 * 3 * 2 * 10 * 10 * 8)  # QK^T and AV
 
 
+def tf32_settings():
+    """(cuDNN conv, cuDNN RNN, CUDA matmul fp32_precision, cuDNN's allow_tf32 as torch reads it)."""
+    cudnn = torch.backends.cudnn
+    return (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
+            cudnn.allow_tf32)
+
+
 def test_precision_context_turns_tf32_off_and_restores_it():
-    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    before = tf32_settings()  # reading allow_tf32 raises where conv and rnn disagree with it (torch 2.14)
     for precision, autocast in (("fp32", False), ("bf16", True)):
         with precision_context(precision, torch.device("cpu")):
-            assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision == "ieee"
+            assert tf32_settings() == ("ieee", "ieee", "ieee", False)
             assert torch.is_autocast_enabled("cpu") == autocast
-        assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == (conv, matmul)
+        assert tf32_settings() == before
     with pytest.raises(ValueError, match="precision must be one of"):
         measure_training_step(mlp(), *batch(4), precision="fp16")
 

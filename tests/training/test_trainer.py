@@ -165,13 +165,13 @@ def test_training_and_validation_run_in_the_named_precision_whatever_the_global_
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
     """Two launches (each costs seconds of start-up): a whole 3-epoch 2-process run, then the same run until
-    rank 0 is killed in epoch 2; then a new launch that resumes it and goes on to a run whose loss turns NaN on
-    rank 1. Returns (output folder, the second launch's CompletedProcess, its wall time in seconds, the first
-    launch's CompletedProcess)."""
+    rank 0 is killed in epoch 2; then a new launch that resumes it, decides data_on_device='auto' on fake GPUs
+    (ddp_worker.decide_auto) and goes on to a run whose loss turns NaN on rank 1. Returns (output folder, the
+    second launch's CompletedProcess, its wall time in seconds, the first launch's CompletedProcess)."""
     out = tmp_path_factory.mktemp("ddp")
     killed = torchrun(WORKER, out, "whole", "killed")
     start = time.monotonic()
-    done = torchrun(WORKER, out, "resume", "nan", timeout=180)
+    done = torchrun(WORKER, out, "resume", "auto", "nan", timeout=180)
     return out, done, time.monotonic() - start, killed
 
 
@@ -193,6 +193,12 @@ def test_a_run_killed_in_epoch_2_resumes_from_epoch_1_to_the_uninterrupted_resul
     assert whole["provenance"]["processes"] == split["provenance"]["processes"] == 2
     for key in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "best_val_acc1"):
         assert split[key] == pytest.approx(whole[key], abs=1e-6), key
+
+
+def test_the_ranks_agree_on_data_on_device_auto(ddp_runs):
+    """Rank 1's shard does not fit its GPU's free memory: neither rank holds the split on the device."""
+    verdicts = [json.loads((ddp_runs[0] / f"auto{rank}.json").read_text()) for rank in (0, 1)]
+    assert verdicts == [{"fits": True, "agreed": False}, {"fits": False, "agreed": False}]
 
 
 def test_a_single_process_resumes_a_two_process_checkpoint_with_a_warning(ddp_runs, tmp_path):
