@@ -29,9 +29,7 @@ def paired_effect(corrects_a, corrects_b):
 def log_ratio_effect(a, b):
     """log of a's step time over b's: two results of one side-by-side measurement (lib.training.step_costs.
     compare_training_steps, 'round_seconds'), a Student t over the rounds' log ratios."""
-    logs = np.log(np.asarray(a["round_seconds"]) / np.asarray(b["round_seconds"]))
-    se = float(logs.std(ddof=1) / math.sqrt(logs.size)) if logs.size > 1 else 0.0
-    return Normal(float(logs.mean()), se, df=max(logs.size - 1, 1), sample="rounds")
+    return mean_effect(np.log(np.asarray(a["round_seconds"]) / np.asarray(b["round_seconds"])), sample="rounds")
 
 
 def proportion_difference(k1, n1, k2, n2):
@@ -51,8 +49,11 @@ def train_val_gap(run):
 
 
 def mean_effect(values, sample="images"):
-    """The mean of per-item values with its Student t standard error."""
+    """The mean of per-item values with its Student t standard error; a single value (a dry run's one round) is a
+    single measurement (Exact)."""
     values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return Exact(float(values.mean()), sample)
     return Normal(float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size)), df=values.size - 1,
                   sample=sample)
 

@@ -120,14 +120,18 @@ class Part:
     unit: str = "points"
 
     def p_support(self):
+        """One-sided p of the claim's side of the threshold (TOST for 'within')."""
         e, t = self.effect, self.threshold
-        return {"above": lambda: e.p_above(t), "below": lambda: e.p_below(t),
-                "within": lambda: max(e.p_above(-t), e.p_below(t))}[self.kind]()
+        if self.kind == "within":
+            return max(e.p_above(-t), e.p_below(t))
+        return e.p_above(t) if self.kind == "above" else e.p_below(t)
 
     def p_contra(self):
+        """One-sided p of the other side (for 'within': beyond the margin on either side, Bonferroni)."""
         e, t = self.effect, self.threshold
-        return {"above": lambda: e.p_below(t), "below": lambda: e.p_above(t),
-                "within": lambda: min(1.0, 2 * min(e.p_above(t), e.p_below(-t)))}[self.kind]()
+        if self.kind == "within":
+            return min(1.0, 2 * min(e.p_above(t), e.p_below(-t)))
+        return e.p_below(t) if self.kind == "above" else e.p_above(t)
 
     @property
     def tested(self):
@@ -169,13 +173,11 @@ def decide(claims_parts):
     family = [n for n in raw if any(part.tested for part in claims_parts[n])]
     adjusted = dict(zip(family, zip(holm([raw[n][0] for n in family]), holm([raw[n][1] for n in family]))))
     decided = {}
-    for n, parts in claims_parts.items():
-        if not parts:
-            decided[n] = dict(outcome=NOT_TESTABLE, p_support=None, p_contra=None, holm_support=None,
-                              holm_contra=None)
-            continue
-        support, contra = adjusted.get(n, raw[n])
-        outcome = SUPPORTED if support < ALPHA else CONTRADICTED if contra < ALPHA else INCONCLUSIVE
-        decided[n] = dict(outcome=outcome, p_support=raw[n][0], p_contra=raw[n][1],
-                          holm_support=adjusted.get(n, (None,))[0], holm_contra=adjusted.get(n, (None, None))[1])
+    for n in claims_parts:
+        (p_support, p_contra), holm_ps = raw.get(n, (None, None)), adjusted.get(n, (None, None))
+        support, contra = holm_ps if n in adjusted else (p_support, p_contra)
+        outcome = (NOT_TESTABLE if n not in raw else SUPPORTED if support < ALPHA else
+                   CONTRADICTED if contra < ALPHA else INCONCLUSIVE)
+        decided[n] = dict(outcome=outcome, p_support=p_support, p_contra=p_contra, holm_support=holm_ps[0],
+                          holm_contra=holm_ps[1])
     return decided
