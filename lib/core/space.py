@@ -18,20 +18,22 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 LOW_SPACE = 1 << 20  # bytes: a write that fails with less than this free in its folder failed for lack of space
 
 
+def _existing(folder, until=Path.exists):
+    """`folder` (absolute) or its nearest parent for which until(parent) holds."""
+    folder = Path(folder).absolute()
+    while not until(folder):
+        folder = folder.parent
+    return folder
+
+
 def free_bytes(folder):
     """Bytes free to this user in the file system holding `folder` (its nearest existing parent)."""
-    folder = Path(folder).absolute()
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return shutil.disk_usage(_existing(folder)).free
 
 
 def mount_point(folder):
     """The mount point of the file system holding `folder` (its nearest existing parent)."""
-    folder = Path(folder).absolute()
-    while not folder.exists() or not os.path.ismount(folder):
-        folder = folder.parent
-    return folder
+    return _existing(folder, lambda path: path.exists() and os.path.ismount(path))
 
 
 def no_space(error, folder):
