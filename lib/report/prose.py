@@ -246,6 +246,14 @@ def crafting_against_reference(crafting, reference):
     return f"The reference crafts its training samples with {listed}{smaller}."
 
 
+def epsilon_warm_up(ramp_epochs):
+    """AdvSimpleNet's epsilon warm-up (ramp_epochs, epochs; 0: none) in a sentence, else empty."""
+    if not ramp_epochs:
+        return ""
+    return (f"Epsilon and step grow linearly from 0 over the first {ramp_epochs:g} epoch(s) of this training (an "
+            "epsilon warm-up), then stay at these values.")
+
+
 def starting_point(init_from, reference_epochs):
     """Whether AdvSimpleNet was fine-tuned from the trained run `init_from` (a name or None), in a sentence."""
     if init_from:

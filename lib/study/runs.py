@@ -53,12 +53,15 @@ def val_data(cfg):
 
 
 def input_hook(cfg):
-    """The adversarial-training hook of a configuration, or None."""
+    """The adversarial-training hook of a configuration, or None. cfg['adversarial']: the crafting PGD's
+    num_steps, step_size and epsilon (pixel units) and optionally ramp_epochs, its epsilon warm-up."""
     if not cfg["adversarial"]:
         return None
     from lib.attacks.adversarial_training import AdversarialTraining
     from lib.attacks.pgd import PGDAttack
-    return AdversarialTraining(PGDAttack(targeted=None, **cfg["adversarial"]))
+    settings = dict(cfg["adversarial"])
+    ramp = settings.pop("ramp_epochs", 0)
+    return AdversarialTraining(PGDAttack(targeted=None, **settings), ramp_epochs=ramp)
 
 
 class Run:

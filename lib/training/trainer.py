@@ -56,7 +56,8 @@ class Trainer:
     bf16 autocast where it pays, otherwise off (fp32). bf16 autocast keeps the weights, gradients and optimizer
     state in fp32. amp 'off' is IEEE fp32, with the GPU's TF32 shortcut off (`lib.core.devices.precision_context`),
     so that 'fp32' means the same arithmetic on every device.
-    `input_hook(model, images, labels) -> (images, logs)` may replace each training batch (adversarial training);
+    `input_hook(model, images, labels, progress) -> (images, logs)` may replace each training batch (adversarial
+    training; progress: epochs done before the batch, a float);
     it runs inside the trainer's autocast, i.e. in the training precision.
     `notes` (plain data, e.g. where pretrained weights came from) are copied into metrics.json.
     Under DDP each process seeds with cfg['seed'] + rank, so that ranks draw different augmentations.
@@ -156,7 +157,8 @@ class Trainer:
             labels = labels.to(self.device, non_blocking=True)
             if self.input_hook is not None:
                 with self.autocast():
-                    images, logs = self.input_hook(self.net, images, labels)
+                    images, logs = self.input_hook(self.net, images, labels,
+                                                    self.scheduler.last_epoch / self.steps_per_epoch)
                 meter.add(logs)
             loss = self.step(images, labels, meter)
             step, signum = self.scheduler.last_epoch, requested() if self.world_size == 1 else 0

@@ -31,7 +31,7 @@ def test_adversarial_training_hook_keeps_batchnorm_and_counts_clean_correct():
     hook = AdversarialTraining()
     assert repr(hook.attack) == ("PGDAttack(num_steps=4, step_size=2/255, epsilon=8/255, targeted=None, "
                                  "random_start=False)")
-    adv, logs = hook(model, x, labels)
+    adv, logs = hook(model, x, labels, 0.0)
     for before, after in zip(stats, (bn.running_mean, bn.running_var, bn.num_batches_tracked)):
         assert torch.equal(before, after)
     assert all(m.training for m in model.modules())
@@ -39,6 +39,29 @@ def test_adversarial_training_hook_keeps_batchnorm_and_counts_clean_correct():
     with torch.no_grad():
         expected = (model.eval()(x).argmax(1) == labels).sum()
     assert logs["clean_correct"].item() == expected.item()
+
+
+def test_the_epsilon_warm_up_grows_the_attack_then_keeps_it():
+    attack = PGDAttack(num_steps=3, step_size=2 / 255, epsilon=8 / 255, targeted=None)
+    hook = AdversarialTraining(attack, ramp_epochs=2)
+    assert hook.attack_at(0).epsilon == 0
+    half = hook.attack_at(1)
+    assert (half.num_steps, half.step_size, half.epsilon, half.targeted) == (3, pytest.approx(1 / 255),
+                                                                             pytest.approx(4 / 255), None)
+    assert hook.attack_at(2) is attack and hook.attack_at(7.5) is attack
+    assert AdversarialTraining(attack).attack_at(0) is attack
+    assert repr(hook).endswith("ramp_epochs=2)")
+    model, x, labels = tiny_cnn(), random_images(), torch.tensor([0, 1, 2, 3])
+    early, _ = hook(model, x, labels, 0.25)
+    late, _ = hook(model, x, labels, 3)
+    assert 0 < (early - x).abs().max() <= 1 / 255 + 1e-6
+    assert (late - x).abs().max() > 2 / 255
+
+
+@pytest.mark.parametrize("ramp", [-1, True, float("nan"), "1"])
+def test_a_bad_epsilon_warm_up_is_refused(ramp):
+    with pytest.raises(ValueError, match="ramp_epochs must be a number of epochs >= 0"):
+        AdversarialTraining(ramp_epochs=ramp)
 
 
 def test_adversarial_training_never_waits_for_the_device(monkeypatch):
@@ -49,7 +72,7 @@ def test_adversarial_training_never_waits_for_the_device(monkeypatch):
     def no_host_read(*args):
         raise AssertionError("read on the host")
     monkeypatch.setattr(torch, "aminmax", no_host_read)
-    adv, logs = AdversarialTraining()(model, x, labels)
+    adv, logs = AdversarialTraining()(model, x, labels, 0.0)
     assert adv.shape == x.shape and isinstance(logs["clean_correct"], torch.Tensor)
     with pytest.raises(AssertionError, match="read on the host"):
         PGDAttack(targeted=None).perturb(model, x, labels)
@@ -59,7 +82,7 @@ def test_adversarial_training_hook_counts_tied_logits_against_the_label():
     """bf16 crafting ties logits often: the clean count follows the meters' rule, not argmax's first index."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6))
     nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)
-    _, logs = AdversarialTraining()(model, random_images(), torch.tensor([0, 0, 0, 0]))
+    _, logs = AdversarialTraining()(model, random_images(), torch.tensor([0, 0, 0, 0]), 0.0)
     assert logs["clean_correct"].item() == 0  # argmax would pick class 0 for every image and count 4
 
 

@@ -26,15 +26,16 @@ def prototype_data(n, seed, num_classes=10):
 
 
 def train(model, data, steps, hook=None, lr=1e-2):
-    """Adam on random batches of 128; `hook` replaces each batch (adversarial training)."""
+    """Adam on random batches of 128; `hook` replaces each batch (adversarial training; `steps` steps count as one
+    epoch for its progress)."""
     images, labels = data
     optimizer = torch.optim.Adam(model.parameters(), lr)
     g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
+    for step in range(steps):
         idx = torch.randint(0, len(images), (128,), generator=g)
         x, y = images[idx], labels[idx]
         if hook is not None:
-            x, _ = hook(model, x, y)
+            x, _ = hook(model, x, y, step / steps)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()

@@ -305,7 +305,7 @@ def test_smoke_report_reads_as_a_document(smoke_html):
 SLOW_TRAINING = """
 import pathlib, time
 from tests.training.toy_training import trainer
-def slow(model, images, labels):
+def slow(model, images, labels, progress):
     pathlib.Path(run_dir, "training").touch()
     time.sleep(0.2)
     return images, {}

@@ -127,6 +127,11 @@ def test_settings_start_and_devices_of_adversarial_training():
     assert prose.below_expected(2.0, 3) == "" and "load on the machine" in prose.below_expected(1.4, 3)
 
 
+def test_an_epsilon_warm_up_is_said_only_when_there_is_one():
+    assert prose.epsilon_warm_up(0) == ""
+    assert "over the first 0.5 epoch(s)" in prose.epsilon_warm_up(0.5)
+
+
 def test_crafting_against_the_reference_names_only_what_differs():
     reference = dict(num_steps=4, step_size=2 / 255, epsilon=8 / 255)
     assert prose.crafting_against_reference(dict(reference), reference) == ""

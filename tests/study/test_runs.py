@@ -258,3 +258,12 @@ def test_a_torchrun_run_is_written_once_and_reused_by_a_single_process(tmp_path)
     assert again.dir == path and again.metrics["provenance"]["processes"] == 2
     assert (path / "metrics.json").stat().st_mtime_ns == stamp
     assert [p.name for p in path.parent.iterdir()] == ["smoke"]  # nothing set aside, nothing retrained
+
+
+def test_the_adversarial_setting_builds_the_crafting_hook_with_its_epsilon_warm_up():
+    cfg = experiments.config("advsimplenet", "smoke")
+    assert experiments.input_hook(cfg).ramp_epochs == 0
+    cfg["adversarial"] = dict(cfg["adversarial"], ramp_epochs=0.5)
+    hook = experiments.input_hook(cfg)
+    assert hook.ramp_epochs == 0.5 and hook.attack.epsilon == cfg["adversarial"]["epsilon"]
+    assert experiments.input_hook(experiments.config("simplenet", "smoke")) is None

@@ -84,7 +84,7 @@ def batchnorm_trainer(run_dir):
                    device="cpu", progress=False)
 
 
-def nan_on_rank_1(model, images, labels, calls=[]):
+def nan_on_rank_1(model, images, labels, progress, calls=[]):
     calls.append(1)
     poisoned = world()[0] == 1 and len(calls) == 2
     return (images * float("nan") if poisoned else images), {}
@@ -95,7 +95,7 @@ def fail_on_rank_1(out):
     rank 0 goes on into the step's gradient all-reduce and waits there for rank 1."""
     calls = []
 
-    def hook(model, images, labels):
+    def hook(model, images, labels, progress):
         calls.append(1)
         if world()[0] == 1 and len(calls) == 2:
             (out / "failed_at").write_text(repr(time.time()))
@@ -106,7 +106,7 @@ def fail_on_rank_1(out):
 
 def kill_rank_0_in_epoch_2(run):
     """An input hook for `run` that leaves the batches alone until rank 0 starts epoch 2, and kills it there."""
-    def hook(model, images, labels):
+    def hook(model, images, labels, progress):
         if run.epoch == 1 and world()[0] == 0:
             os.kill(os.getpid(), signal.SIGKILL)
         return images, {}

@@ -102,22 +102,30 @@ def test_a_training_step_waits_for_nothing(tmp_path, with_hook):
     def syncs(steps):
         run = trainer(tmp_path / str(steps), log_every=1000, train_batches=steps)
         if with_hook:  # an input hook that reports a 0-d count, as adversarial training does
-            run.input_hook = lambda model, images, labels: (images, {"clean_correct": (labels >= 0).sum()})
+            run.input_hook = lambda model, images, labels, progress: (images, {"clean_correct": (labels >= 0).sum()})
         with CountSyncs() as counter:
             run.train_epoch()
         return counter.count
     assert syncs(6) == syncs(2)  # the epoch's fixed reads (end-of-epoch check, meter) only, none per step
 
 
-@pytest.mark.parametrize("data_on_device", ["off", "on"])
-def test_an_adversarial_training_step_waits_for_nothing(tmp_path, data_on_device):
+@pytest.mark.parametrize("data_on_device, ramp_epochs", [("off", 0), ("on", 0), ("off", 1)])
+def test_an_adversarial_training_step_waits_for_nothing(tmp_path, data_on_device, ramp_epochs):
     def syncs(steps):
         run = trainer(tmp_path / str(steps), log_every=1000, train_batches=steps, data_on_device=data_on_device)
-        run.input_hook = AdversarialTraining(PGDAttack(num_steps=2, step_size=0.01, epsilon=0.03, targeted=None))
+        run.input_hook = AdversarialTraining(PGDAttack(num_steps=2, step_size=0.01, epsilon=0.03, targeted=None),
+                                             ramp_epochs=ramp_epochs)
         with CountSyncs() as counter:
             run.train_epoch()
         return counter.count
     assert syncs(6) == syncs(2)
+
+
+def test_an_input_hook_gets_the_epochs_done_before_each_batch(tmp_path):
+    run, seen = trainer(tmp_path, epochs=2, train_batches=3, log_every=1000), []
+    run.input_hook = lambda model, images, labels, progress: seen.append(progress) or (images, {})
+    run.fit()
+    assert seen == pytest.approx([0, 1 / 3, 2 / 3, 1, 4 / 3, 5 / 3])
 
 
 @pytest.mark.parametrize("choice, path", [("auto", "loader"), ("on", "device"), ("off", "loader")])
@@ -127,7 +135,7 @@ def test_the_training_data_path_is_recorded(tmp_path, choice, path):
 
 def test_nan_is_caught_at_the_next_log_point(tmp_path):
     run = trainer(tmp_path, log_every=3)
-    run.input_hook = lambda model, images, labels: (images * float("nan"), {}) if run.scheduler.last_epoch == 1 \
+    run.input_hook = lambda model, images, labels, progress: (images * float("nan"), {}) if run.scheduler.last_epoch == 1 \
         else (images, {})
     with pytest.raises(TrainingError, match="became nan or inf in epoch 1 \\(by step 3\\)"):
         run.train_epoch()

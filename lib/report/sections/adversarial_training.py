@@ -26,14 +26,17 @@ def setting_facts(runs, results, profile, device="auto"):
 
 
 def crafting_facts(runs):
-    """Facts on how AdvSimpleNet was trained: its crafting attack's steps, step and epsilon (/255); precision (of
+    """Facts on how AdvSimpleNet was trained: its crafting attack's steps, step and epsilon (/255) and its epsilon
+    warm-up (ramp, a sentence or empty); precision (of
     its training step) and attack_precision (of the evaluations); optimizer, lr, warmup (epochs), batch;
     reference_epochs; differences (its settings against SimpleNet's), start (its initial weights) and against_reference
     (its crafting against the reference's, lib.study.ADVERSARIAL_TRAINING), in words."""
     cfg, plain_cfg = runs["adv"].config, runs["plain"].config
-    crafting = study.input_hook(cfg).attack
+    hook = study.input_hook(cfg)
+    crafting = hook.attack
     keys = ("image_size", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer")
     return dict(steps=crafting.num_steps, step=255 * crafting.step_size, epsilon=255 * crafting.epsilon,
+                ramp=prose.epsilon_warm_up(hook.ramp_epochs),
                 precision=prose.precision("bf16" if runs["adv"].metrics["provenance"]["amp"] == "bf16" else "fp32"),
                 attack_precision=prose.precision(analysis.PRECISION), optimizer=cfg["optimizer"], lr=cfg["lr"],
                 warmup=cfg["warmup_epochs"], batch=cfg["batch_size"],

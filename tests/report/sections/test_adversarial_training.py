@@ -49,6 +49,7 @@ def test_setting_and_crafting_facts_describe_both_runs(monkeypatch):
     assert crafting["steps"] == 3 and crafting["epsilon"] == pytest.approx(6) and crafting["step"] == pytest.approx(2)
     assert crafting["differences"] == "It differs from this profile's SimpleNet in lr."
     assert crafting["precision"] == "IEEE fp32" and crafting["start"].startswith("It starts from random weights")
+    assert crafting["ramp"] == ""
 
 
 def test_last_epoch_facts_turn_the_logged_accuracies_into_counts():
