@@ -27,20 +27,28 @@ from lib.report import build as report  # noqa: E402 (after the skips)
 from lib.report.tables import Table  # noqa: E402 (after the skips)
 
 
-def test_smoke_report_end_to_end(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    """The smoke profile's report built once for this module: (report.build's result, its output folder)."""
+    out = tmp_path_factory.mktemp("out")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINIPLACES_OUTPUT", str(out))
+        return report.build(profile="smoke", results_dir=out / "results", progress=False), out
+
+
+def test_smoke_report_end_to_end(smoke_report):
     """Every notebook runs through papermill (smoke profile); one PDF and one HTML report come out."""
-    monkeypatch.setenv("MINIPLACES_OUTPUT", str(tmp_path))
-    out = report.build(profile="smoke", results_dir=tmp_path / "results", progress=False)
+    out, folder = smoke_report
     names = [p.name for p in out["notebooks"]]
     assert names == [p.name for p in report.notebooks()]
-    pdf, html = out["report"]
+    pdf, html_page = out["report"]
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
-    assert "MiniPlaces" in html.read_text()
+    assert "MiniPlaces" in html_page.read_text()
     for path in out["notebooks"]:
         nb = nbformat.read(path, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors, path.name
-    assert list((tmp_path / "figures").glob("00_*.png"))
+    assert list((folder / "figures").glob("00_*.png"))
 
 
 def write_notebook(path, parameters, *codes):
@@ -277,19 +285,9 @@ def test_figure_captions_are_kept_with_their_figure_in_the_latex(tmp_path):
     assert "Some prose." not in body.split(r"\figurecaption{")[1]
 
 
-@pytest.fixture(scope="module")
-def smoke_html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("out")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINIPLACES_OUTPUT", str(out))
-        built = report.build(profile="smoke", formats=("html",), results_dir=out / "results", progress=False)
-    page = built["report"][0].read_text()
+def test_smoke_report_reads_as_a_document(smoke_report):
+    page = smoke_report[0]["report"][1].read_text()
     text = html.unescape(re.sub(r"<script.*?</script>|<style.*?</style>|<[^>]+>", " ", page, flags=re.S))
-    return page, text
-
-
-def test_smoke_report_reads_as_a_document(smoke_html):
-    page, text = smoke_html
     assert "NaN" not in text and " nan " not in text
     paths = re.findall(r"(?<![\w.])/(?:tmp|work|root|home|usr|var)/[\w./-]+", text)
     assert not paths, paths
