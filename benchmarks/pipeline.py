@@ -1,76 +1,110 @@
-"""Input-pipeline cost: the trainer's images/s on the sample against the model's pure compute rate.
+"""Trainer overhead: what a run's training steps cost beyond the model's own step, per model, side by side.
 
-Both sides run in this process, alternating, on the same model and batch size:
-- trainer: `Trainer.train_epoch` over the decoded sample, memory-mapped from its cache (loader, batch
-  augmentation, step);
-- compute: the same number of optimizer steps on one in-memory float batch (no loading, no augmentation).
-Pipeline share = 1 - trainer rate / compute rate. Prints a table; writes benchmarks/pipeline.json.
+Per experiment (default: SimpleNet and the windowed ViT of the sample profile, each at its run's batch, image
+size, memory format, model mode and precision, amp='auto' settled as the trainer settles it), three ways of doing
+the same optimizer steps, in one process, interleaved round by round (each round: --steps steps of each in turn):
+- trainer: `Trainer.train_epoch` capped at --steps steps (loader over the decoded sample, augmentation, the
+  trainer step, log points and the end-of-epoch read of the meters);
+- trainer step: `Trainer.step` on one fixed, already augmented batch (forward, loss, backward, gradient clipping
+  where the run clips, optimizer, schedule, meters);
+- bare step: forward, loss (with the run's label smoothing), backward and the optimizer only, on that batch.
+Drop path and the optimizer (AdamW for the ViT) are the model's own step: every side has them. Ratios per round:
+trainer / bare step (all the trainer adds) and trainer step / bare step (clipping, schedule, meters); medians and
+[min, max] over --rounds rounds. Prints a table; writes benchmarks/pipeline.json.
 
-    python -m benchmarks.pipeline [--size 64] [--batch 64] [--repeats 3] [--experiment simplenet]
+    python -m benchmarks.pipeline [--experiments simplenet vit] [--rounds 7] [--steps 10]
 """
 import argparse
 import json
 from pathlib import Path
 import statistics
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
 
 from lib import experiments
+from lib.training import mid_epoch
+from lib.training.step_costs import timed
 from lib.training.trainer import Trainer
 
+SIDES = ("trainer", "trainer step", "bare step")
 
-def compute_only(trainer, steps):
-    """Seconds for `steps` training steps on one fixed in-memory batch (same model, optimizer, loss)."""
+
+def sample_trainer(name, steps, folder):
+    """A Trainer of experiment `name` on the sample (its sample-profile settings), each epoch capped at `steps`
+    optimizer steps, its learning rate schedule long enough never to reach 0 here; amp settled."""
+    cfg = experiments.config(name, "sample", train_batches=steps, epochs=1000, log_every=10 ** 9)
+    trainer = Trainer(experiments.build_model(cfg), *experiments.datasets(cfg), cfg, folder, device="cpu",
+                      input_hook=experiments.input_hook(cfg), progress=False)
+    trainer.resolve_amp()
+    return trainer
+
+
+def fixed_batch(trainer):
+    """One training batch as a step receives it: augmented, in the run's memory format, on its device."""
     images, labels = next(iter(trainer.train_loader))
-    images = trainer.train_transform(images.to(trainer.device))
-    labels = labels.to(trainer.device)
-    trainer.model.train()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = F.cross_entropy(trainer.model(images), labels)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
-    return time.perf_counter() - start
+    images = trainer.train_transform(images.to(trainer.device)).contiguous(memory_format=trainer.memory_format)
+    return images, labels.to(trainer.device)
+
+
+def bare_step(trainer, images, labels):
+    """The model's own training step: forward in the run's precision, loss, backward, optimizer."""
+    with trainer.autocast():
+        logits = trainer.net(images)
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.cfg["label_smoothing"])
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    trainer.optimizer.step()
+
+
+def measure(trainer, steps, rounds):
+    """Seconds per optimizer step of each side, per round: {side: [seconds, ...]} (a warm-up round first)."""
+    images, labels = fixed_batch(trainer)
+    meter = mid_epoch.epoch_meter(mid_epoch.epoch_start(trainer.cfg["lr"]), trainer.device, True)
+    sides = {"trainer": trainer.train_epoch,
+             "trainer step": lambda: [trainer.step(images, labels, meter) for _ in range(steps)],
+             "bare step": lambda: [bare_step(trainer, images, labels) for _ in range(steps)]}
+    times = {side: [] for side in SIDES}
+    for round_ in range(rounds + 1):
+        for side, work in sides.items():
+            seconds = timed(work, trainer.device) / steps
+            if round_:
+                times[side].append(seconds)
+    return times
+
+
+def ratio_text(numerators, denominators):
+    """'1.08 [1.02, 1.15]': the median and range of the round-by-round ratios."""
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="simplenet")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--experiments", nargs="+", default=["simplenet", "vit"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    cfg = experiments.config(args.experiment, "sample", image_size=args.size, batch_size=args.batch, epochs=100)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(experiments.build_model(cfg), *experiments.datasets(cfg), cfg, tmp, device="cpu",
-                          progress=False)
-        steps = len(trainer.train_loader)
-        images = steps * args.batch
-        compute_only(trainer, 3)  # warm-up
-        rows = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            trainer.train_epoch()
-            trained = time.perf_counter() - start
-            rows.append((images / trained, images / compute_only(trainer, steps)))
-    trainer_rate = statistics.median(r[0] for r in rows)
-    compute_rate = statistics.median(r[1] for r in rows)
-    share = 1 - trainer_rate / compute_rate
-    result = {"experiment": args.experiment, "image_size": args.size, "batch": args.batch, "steps": steps,
-              "threads": torch.get_num_threads(), "trainer_images_per_s": trainer_rate,
-              "compute_images_per_s": compute_rate, "pipeline_share": share, "runs": rows}
-    print(f"{args.experiment}, {args.size} px, batch {args.batch}, {steps} steps/epoch, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"| {'measure':<32} | {'images/s':>9} |")
-    print(f"|{'-' * 34}|{'-' * 11}|")
-    print(f"| {'trainer (load + augment + step)':<32} | {trainer_rate:>9.1f} |")
-    print(f"| {'compute only (in-memory batch)':<32} | {compute_rate:>9.1f} |")
-    print(f"input pipeline share of step time: {share:.1%}")
-    Path(__file__).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__} "
+          f"(capability {torch.backends.cpu.get_cpu_capability()}); {args.rounds} rounds of {args.steps} steps")
+    print("| experiment | precision | memory format | batch | ms/step: trainer | trainer step | bare step "
+          "| trainer / bare [range] | trainer step / bare [range] |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results = []
+    for name in args.experiments:
+        with tempfile.TemporaryDirectory() as folder:
+            trainer = sample_trainer(name, args.steps, folder)
+            times = measure(trainer, args.steps, args.rounds)
+        ms = {side: 1000 * statistics.median(values) for side, values in times.items()}
+        fmt = "channels_last" if trainer.memory_format == torch.channels_last else "contiguous"
+        print(f"| {name} | {trainer.precision} | {fmt} | {trainer.cfg['batch_size']} | {ms['trainer']:.0f} "
+              f"| {ms['trainer step']:.0f} | {ms['bare step']:.0f} | {ratio_text(times['trainer'], times['bare step'])} "
+              f"| {ratio_text(times['trainer step'], times['bare step'])} |")
+        results.append({"experiment": name, "precision": trainer.precision, "memory_format": fmt,
+                        "batch": trainer.cfg["batch_size"], "image_size": trainer.cfg["image_size"],
+                        "seconds_per_step": times})
+    Path(__file__).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

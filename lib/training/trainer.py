@@ -101,9 +101,7 @@ class Trainer:
         only once the last epoch is done. SIGINT or SIGTERM stops it at the next optimizer step (under DDP: the
         next log point) with a checkpoint of that step, or after the epoch it came in, and raises Interrupted.
         """
-        if self.amp is None:
-            self.amp, self.amp_speedup = choose_amp(self.model, self.train_loader, self.val_transform, self.device,
-                                                    self.memory_format, self.rank, self.world_size)
+        self.resolve_amp()
         writer = self._tensorboard()
         last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
         try:
@@ -115,6 +113,12 @@ class Trainer:
             if writer:
                 writer.close()
         return self.finish() if self.epoch == self.cfg["epochs"] else None
+
+    def resolve_amp(self):
+        """Settle amp='auto' to 'bf16' or 'off' once, on one measured batch (lib.training.amp.choose_amp)."""
+        if self.amp is None:
+            self.amp, self.amp_speedup = choose_amp(self.model, self.train_loader, self.val_transform, self.device,
+                                                    self.memory_format, self.rank, self.world_size)
 
     def _fit_epoch(self, writer):
         """Train and validate one epoch (the rest of it, after a mid-epoch checkpoint), then write its files."""
