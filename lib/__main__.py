@@ -87,7 +87,7 @@ def cmd_report(args):
     out = build(profile=args.profile, data_dir=args.data_dir, device=args.device,
                        force_retrain=args.force_retrain, formats=args.format, selected=args.notebooks,
                        overrides=overrides, attack=attack, dry_run=args.dry_run, seeds=args.seeds)
-    print(time_table(out["times"]))
+    print(time_table(out["times"], out["estimate"] and out["estimate"]["notebooks"]))
     for path in out["report"]:
         print(f"wrote {path}")
     print(f"report finished in {out['seconds']:.0f} s")

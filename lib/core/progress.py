@@ -155,11 +155,23 @@ class Monitor:
                  f"{per_epoch:.1f} s/epoch  ETA {duration(per_epoch * (run['epochs'] - done))}")
 
 
-def time_table(times):
-    """A plain-text table of per-notebook wall times: times {notebook name: (seconds, trained, re-used)}."""
+def time_table(times, estimated=None):
+    """A plain-text table of per-notebook wall times: times {notebook name: (seconds, trained, re-used)}; with
+    `estimated` ({notebook number: seconds}, lib.report.estimate), the estimate beside each ('-': no work
+    estimated there) and the total time over the total estimate."""
     width = max([len(name) for name in times] + [8])
-    lines = [f"{'notebook':<{width}}  {'time':>12}  {'runs trained':>12}  {'re-used':>7}"]
-    lines += [f"{name:<{width}}  {duration(seconds):>12}  {trained:>12}  {cached:>7}"
+    guess = estimated is not None
+
+    def row(name, seconds, expected, trained, cached):
+        return f"{name:<{width}}  {seconds:>12}{f'  {expected:>12}' if guess else ''}  {trained:>12}  {cached:>7}"
+
+    def expected(seconds):
+        return duration(seconds) if seconds else "-"
+    lines = [row("notebook", "time", "estimated", "runs trained", "re-used")]
+    lines += [row(name, duration(seconds), guess and expected(estimated.get(name[:2])), trained, cached)
               for name, (seconds, trained, cached) in times.items()]
-    lines.append(f"{'total':<{width}}  {duration(sum(t[0] for t in times.values())):>12}")
+    total = sum(t[0] for t in times.values())
+    lines.append(row("total", duration(total), guess and expected(sum(estimated.values())), "", "").rstrip())
+    if guess and sum(estimated.values()):
+        lines.append(f"time / estimate: {total / sum(estimated.values()):.2f}")
     return "\n".join(lines)

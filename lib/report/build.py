@@ -227,7 +227,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     capped runs of their own (study.DRY_RUN) and a report named report-dryrun, titled DRY RUN.
     Before the first notebook, `progress` also prints the report's estimated time (lib.report.estimate).
     Returns {'notebooks': [...], 'report': [...], 'times': {notebook: (seconds, runs trained, runs re-used)},
-    'seconds': wall time}.
+    'seconds': wall time, 'estimate': lib.report.estimate.estimate's result (None without `progress`)}.
     """
     start = time.perf_counter()
     chosen = check_request(profile, formats, selected, directory, data_dir, overrides, attack, dry_run, seeds)
@@ -235,6 +235,7 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     parameters = dict(profile=profile, data_dir=str(data_dir) if data_dir else "", device=device,
                       force_retrain=bool(force_retrain), overrides=overrides or {}, attack=attack or {},
                       dry_run=bool(dry_run), seeds=seeds)
+    expected = None
     if progress:
         expected = estimate.estimate(Study(profile, str(data_dir or ""), device, bool(force_retrain), bool(dry_run),
                                            overrides or {}, seeds), attack)
@@ -254,5 +255,6 @@ def build(profile="sample", data_dir=None, device="auto", force_retrain=False, f
     placed = [Path(shutil.move(path, final_notebooks / path.name)) for path in executed]
     placed_report = [Path(shutil.move(path, results_dir / path.name)) for path in report]
     shutil.rmtree(stage)
-    return {"notebooks": placed, "report": placed_report, "times": times, "seconds": time.perf_counter() - start}
+    return {"notebooks": placed, "report": placed_report, "times": times, "seconds": time.perf_counter() - start,
+            "estimate": expected}
 

@@ -8,7 +8,9 @@ A finished run with the same configuration costs nothing: it and its cached anal
 decoding a data set into its cache the first time (lib.data.decoded announces it), starting kernels, exports.
 """
 import json
+import statistics
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -26,14 +28,34 @@ from lib.training.trainer import build_optimizer
 
 EVAL_STEP = 1 / 3  # a forward pass costs about a third of forward + backward (the backward pass about twice it)
 CPU_MEASURE_BATCH = 64  # a CPU's time per image hardly depends on the batch beyond this; a GPU's does (full batch)
+TIMED_STEPS = 3  # per model and precision: their median (one step's time varies by 10-30% on a 2-core VM)
 # The notebooks' attacks (03 and 04): the default attack, the strong attacks (APGD-CE and APGD-T) and the
 # robustness curve of each attacked experiment, and the steps-by-epsilon grid of SimpleNet's (lib.report.analysis
 # on lib.study.attack_settings). PER_SEED: those that evaluate every seed's run, the others the first seed's.
 ATTACKED = {"simplenet": ("default", "strong", "curve", "grid"), "advsimplenet": ("default", "strong", "curve")}
 PER_SEED = ("default", "strong")
 # The cost measurements (lib.report.measurements): models timed side by side, each for ROUNDS rounds of a
-# warm-up, REPEATS timed steps and one memory-recording step at its run's batch size.
-MEASURED = ("simplenet", "simplenet_custom", "vit", "vit_global", "simplenet", "vit")
+# warm-up, REPEATS timed steps and one memory-recording step at its run's batch size; (notebook, experiment).
+MEASURED = (("01", "simplenet"), ("01", "simplenet_custom"), ("02", "vit"), ("02", "vit_global"), ("02", "simplenet"),
+            ("02", "vit"))
+# The notebook (its number) that trains each run: the first that asks for it, in the report's order; and the one
+# that attacks it.
+TRAINED_IN = {"simplenet": "01", "simplenet_custom": "01", "improvednet": "01", "resnet18": "01", "vit": "02",
+              "vit_global": "02", "advsimplenet": "04"}
+ATTACKED_IN = {"simplenet": "03", "advsimplenet": "04"}
+# The share of validation images each attacked experiment classifies correctly (its clean top-1), which APGD attacks:
+# the sample's and cpu-full's from their renders on a 2-core CPU (docs/benchmarks.md, docs/cpu-full.md), the full
+# profile's SimpleNet the reference's; 1 (every image, an upper bound) where nothing was measured.
+CORRECT_SHARE = {"sample": {"simplenet": 0.08, "advsimplenet": 0.03},
+                 "cpu-full": {"simplenet": 0.20, "advsimplenet": 0.10}, "full": {"simplenet": 0.44}}
+
+
+class Work(NamedTuple):
+    """A piece of the report's work: `steps` image steps of the model `key` in `precision`, done in `notebook`."""
+    notebook: str
+    key: str
+    precision: str
+    steps: float
 
 
 def training_steps(cfg, train_size, val_size):
@@ -46,16 +68,17 @@ def training_steps(cfg, train_size, val_size):
     return cfg["epochs"] * (steps * cfg["batch_size"] * (1 + crafting) + _evaluated(cfg, val_size) * EVAL_STEP)
 
 
-def attack_steps(parts, attack, val_size):
+def attack_steps(parts, attack, val_size, correct=1.0):
     """Image steps of the attacks `parts` ('default', 'strong', 'curve', 'grid') on one model; attack: the
     resolved attack settings (lib.study.attack_settings); val_size: the validation images the run's predictions
     cover. Each attack also classifies its images once clean and once attacked. APGD attacks only the images
-    still classified correctly: 'strong' counts every image for APGD-CE and each target class, an upper bound."""
+    the model classifies correctly (`correct`: their expected share): 'strong' counts that share of the images
+    for APGD-CE and for each target class (an upper bound: a target attacks only the images earlier ones missed)."""
     images = min(attack["images"] or val_size, val_size)
     curve_images = min(images, CURVE_IMAGES)
     strong = attack["strong"]
     iterations = {"default": (images, [attack["default"]["num_steps"]]),
-                  "strong": (min(attack["strong_images"] or val_size, val_size),
+                  "strong": (correct * min(attack["strong_images"] or val_size, val_size),
                              [strong["num_steps"] * strong["restarts"]] * (1 + strong["target_classes"])),
                   "curve": (curve_images, [attack["default"]["num_steps"]] * len(attack["epsilons"])),
                   "grid": (curve_images, [max(attack["grid_steps"])] * len(attack["grid_scales"]))}
@@ -76,9 +99,14 @@ def _evaluated(cfg, val_size):
     return min(images, (cfg["val_batches"] or images) * cfg["val_batch_size"])
 
 
-def total_seconds(plan, seconds_per_image):
-    """Seconds of a plan: plan [(model key, precision, image steps)]; seconds_per_image {(key, precision): s}."""
-    return sum(steps * seconds_per_image[(key, precision)] for key, precision, steps in plan)
+def notebook_seconds(plan, seconds_per_image):
+    """Seconds of a plan per notebook, {notebook: s} in notebook order: plan [Work]; seconds_per_image
+    {(key, precision): s}."""
+    seconds = {}
+    for work in sorted(plan):
+        seconds[work.notebook] = seconds.get(work.notebook, 0) + work.steps * seconds_per_image[(work.key,
+                                                                                                 work.precision)]
+    return seconds
 
 
 def training_precision(cfg, device):
@@ -96,7 +124,7 @@ def model_key(cfg):
 
 
 def plan(parameters, device, attack=None):
-    """(the report's work [(model key, precision, image steps)], the configurations it needs {key: cfg}, the
+    """(the report's work [Work], the configurations it needs {key: cfg}, the
     runs to train [(experiment, seed replica)]): every run (each seed of a seeded experiment, Study.replicas)
     that has not finished yet (all with force_retrain), the notebooks' attacks on them, and the cost
     measurements when one of their runs is still to train.
@@ -114,15 +142,19 @@ def plan(parameters, device, attack=None):
         train_size, val_size = _sizes(cfg, lists)
         needed[model_key(cfg)] = cfg
         # training, then the predictions every notebook reads (in fp32, counted at the training step's cost)
-        work.append((model_key(cfg), training_precision(cfg, device),
-                     training_steps(cfg, train_size, val_size) + _evaluated(cfg, val_size) * EVAL_STEP))
+        work.append(Work(TRAINED_IN[name], model_key(cfg), training_precision(cfg, device),
+                         training_steps(cfg, train_size, val_size) + _evaluated(cfg, val_size) * EVAL_STEP))
         parts = [part for part in ATTACKED.get(name, ()) if replica == 0 or part in PER_SEED]
-        work.append((model_key(cfg), ATTACK_PRECISION, attack_steps(parts, attack, _evaluated(cfg, val_size))))
-    for name in MEASURED if {name for name, _ in to_train} & set(MEASURED) else ():
+        if parts:
+            correct = CORRECT_SHARE.get(parameters.profile, {}).get(name, 1.0)
+            work.append(Work(ATTACKED_IN[name], model_key(cfg), ATTACK_PRECISION,
+                             attack_steps(parts, attack, _evaluated(cfg, val_size), correct)))
+    measured = {name for _, name in MEASURED}
+    for notebook, name in MEASURED if {name for name, _ in to_train} & measured else ():
         cfg = configs[(name, 0)]
         batch = min(cfg["batch_size"], study.DRY_RUN["measure_batch"]) if cfg["dry_run"] else cfg["batch_size"]
         needed[model_key(cfg)] = cfg
-        work.append((model_key(cfg), training_precision(cfg, device), measurement_steps(cfg) * batch))
+        work.append(Work(notebook, model_key(cfg), training_precision(cfg, device), measurement_steps(cfg) * batch))
     return work, needed, sorted(to_train)
 
 
@@ -134,15 +166,15 @@ def _sizes(cfg, lists):
 
 
 def measure(needed, work, device):
-    """{(model key, precision): seconds per image} of one timed training step (after a warm-up step) of each
-    model in `needed` ({key: cfg}) in each precision `work` uses it in ('auto': see training_precision), on a seeded random batch of its run's
-    batch size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer. On a GPU the step's wall time;
-    on a CPU the process's CPU time over its threads: the step's time when the cores are its own, which other
-    work on a shared machine inflates far less than the wall time (waiting threads still count)."""
+    """{(model key, precision): seconds per image} of a training step of each model in `needed` ({key: cfg}) in
+    each precision `work` uses it in ('auto': see training_precision), on a seeded random batch of its run's batch
+    size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer: the median wall time of TIMED_STEPS
+    steps, each after a warm-up step. Wall time is what the report's runs take (a CPU's threads wait in a step's
+    serial parts); other work on the machine inflates it as it inflates the report."""
     seconds = {}
-    for key, precision in sorted({(key, precision) for key, precision, _ in work}):
+    for key, precision in sorted({(item.key, item.precision) for item in work}):
         if precision == "auto":  # both timed, as the trainer's amp='auto' on a CPU does, the one it would pick kept
-            fp32, bf16 = (measure(needed, [(key, p, 1)], device)[(key, p)] for p in ("fp32", "bf16"))
+            fp32, bf16 = (measure(needed, [Work("", key, p, 1)], device)[(key, p)] for p in ("fp32", "bf16"))
             seconds[(key, precision)] = bf16 if fp32 / bf16 >= AMP_MIN_SPEEDUP else fp32
             continue
         cfg = needed[key]
@@ -154,25 +186,22 @@ def measure(needed, work, device):
             images = images.contiguous(memory_format=torch.channels_last)
         model = study.build_model(cfg, pretrained=False).to(device)
         optimizer = build_optimizer(model, cfg)
-        if device.type == "cuda":
-            step = step_costs.time_training_step(model, images, labels, optimizer, precision)
-        else:
-            step = step_costs.time_training_step(model, images, labels, optimizer, precision,
-                                                 clock=time.process_time) / torch.get_num_threads()
-        seconds[(key, precision)] = step / batch
+        steps = [step_costs.time_training_step(model, images, labels, optimizer, precision)
+                 for _ in range(TIMED_STEPS)]
+        seconds[(key, precision)] = statistics.median(steps) / batch
     return seconds
 
 
 def estimate(parameters, attack=None):
     """The expected time of a report with the parameters of a lib.study.Study (its device, force_retrain,
-    profile, overrides) and a notebook's `attack` overrides: {'seconds', 'runs': experiments still to train,
-    'device': the device's name, 'measured': seconds the measuring itself took}."""
+    profile, overrides) and a notebook's `attack` overrides: {'seconds', 'notebooks': {notebook number: seconds},
+    'runs': experiments still to train, 'device': the device's name, 'measured': seconds the measuring took}."""
     began = time.perf_counter()
     dev = devices.resolve_device(parameters.device)
     work, needed, trained = plan(parameters, dev, attack)
-    seconds = total_seconds(work, measure(needed, work, dev))
-    return {"seconds": seconds, "runs": len(trained), "device": devices.device_name(dev),
-            "measured": time.perf_counter() - began}
+    notebooks = notebook_seconds(work, measure(needed, work, dev))
+    return {"seconds": sum(notebooks.values()), "notebooks": notebooks, "runs": len(trained),
+            "device": devices.device_name(dev), "measured": time.perf_counter() - began}
 
 
 def describe(result):
@@ -180,7 +209,8 @@ def describe(result):
     span = "under a second" if result["seconds"] < 1 else f"about {duration(result['seconds'])}"
     if not result["runs"]:
         return f"Estimated time of this report: {span} on {result['device']} (every run is finished and re-used)"
-    return (f"Estimated time of this report: {span} on {result['device']} "
-            f"({result['runs']} run{'s' if result['runs'] > 1 else ''} to train; from one training step of each "
-            f"model measured just now, in {duration(result['measured'])}, as if the machine were the report's "
-            "alone; other work on it and a first decode of the data set add to it)")
+    parts = ", ".join(f"{notebook}: {duration(seconds)}" for notebook, seconds in result["notebooks"].items())
+    return (f"Estimated time of this report: {span} on {result['device']} ({parts}; "
+            f"{result['runs']} run{'s' if result['runs'] > 1 else ''} to train; from training steps of each model "
+            f"timed just now, in {duration(result['measured'])}, with what else runs on the machine now; a first "
+            "decode of the data set adds to it)")

@@ -32,6 +32,13 @@ def test_monitor_prints_runs_and_epochs_with_eta(tmp_path):
     table = progress.time_table({"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0)})
     assert table.splitlines()[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "4", "0"]
     assert table.splitlines()[-1].split() == ["total", "6", "min", "31", "s"]
+    times = {"00_data.ipynb": (8.2, 0, 0), "01_convolution.ipynb": (383.0, 4, 0), "02_vit.ipynb": (120.0, 2, 0)}
+    lines = progress.time_table(times, {"01": 300.0, "02": 100.0}).splitlines()
+    assert lines[0].split() == ["notebook", "time", "estimated", "runs", "trained", "re-used"]
+    assert lines[1].split() == ["00_data.ipynb", "8", "s", "-", "0", "0"]
+    assert lines[2].split() == ["01_convolution.ipynb", "6", "min", "23", "s", "5", "min", "00", "s", "4", "0"]
+    assert lines[-2].split() == ["total", "8", "min", "31", "s", "6", "min", "40", "s"]
+    assert lines[-1] == f"time / estimate: {511.2 / 400:.2f}"
 
 
 def test_monitor_polling_after_a_short_run_does_not_call_it_resumed(tmp_path):

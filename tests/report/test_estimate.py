@@ -35,20 +35,34 @@ def test_attack_steps():
     assert estimate.attack_steps(("curve", "grid"), attack, 1000) == pytest.approx(
         curve * 5 * (10 + per_image) + curve * 4 * (20 + per_image))
     assert estimate.attack_steps(("strong",), attack, 1000) == pytest.approx(300 * 10 * (50 + per_image))
+    assert estimate.attack_steps(("strong",), attack, 1000, correct=0.1) == pytest.approx(30 * 10 * (50 + per_image))
+    assert estimate.attack_steps(("default",), attack, 1000, correct=0.1) == pytest.approx(1000 * (10 + per_image))
     capped = dict(attack, images=50)  # fewer images than the curve's cap: every attack uses 50
     assert estimate.attack_steps(("default", "curve"), capped, 1000) == pytest.approx(50 * 6 * (10 + per_image))
 
 
-def test_total_seconds_and_the_printed_line():
-    plan = [("a", "bf16", 1000), ("a", "fp32", 10), ("b", "bf16", 500)]
-    seconds = estimate.total_seconds(plan, {("a", "bf16"): 0.002, ("a", "fp32"): 0.5, ("b", "bf16"): 6.0})
-    assert seconds == pytest.approx(2 + 5 + 3000)
-    line = estimate.describe({"seconds": seconds, "runs": 3, "device": "cpu (x86_64, 2 threads)", "measured": 12})
+def test_seconds_per_notebook_and_the_printed_line():
+    plan = [estimate.Work("03", "a", "fp32", 10), estimate.Work("01", "a", "bf16", 1000),
+            estimate.Work("03", "b", "bf16", 500)]
+    seconds = estimate.notebook_seconds(plan, {("a", "bf16"): 0.002, ("a", "fp32"): 0.5, ("b", "bf16"): 6.0})
+    assert seconds == {"01": pytest.approx(2), "03": pytest.approx(5 + 3000)} and list(seconds) == ["01", "03"]
+    result = {"seconds": sum(seconds.values()), "notebooks": seconds, "runs": 3, "device": "cpu (x86_64, 2 threads)",
+              "measured": 12}
+    line = estimate.describe(result)
     assert line.startswith("Estimated time of this report: about 50 min 07 s on cpu (x86_64, 2 threads) "
-                           "(3 runs to train; ") and "measured just now, in 12 s" in line
-    assert "every run is finished" in estimate.describe({"seconds": 4, "runs": 0, "device": "x", "measured": 1})
-    assert estimate.describe({"seconds": 0.3, "runs": 1, "device": "x", "measured": 1}).startswith(
-        "Estimated time of this report: under a second on x (1 run to train; ")
+                           "(01: 2 s, 03: 50 min 05 s; 3 runs to train; ") and "timed just now, in 12 s" in line
+    assert "every run is finished" in estimate.describe({"seconds": 4, "notebooks": {}, "runs": 0, "device": "x",
+                                                         "measured": 1})
+    assert estimate.describe({"seconds": 0.3, "notebooks": {"01": 0.3}, "runs": 1, "device": "x",
+                              "measured": 1}).startswith("Estimated time of this report: under a second on x (01: ")
+
+
+def test_every_reported_run_is_trained_in_a_notebook_of_the_report():
+    from lib.report.build import notebooks
+    numbers = {path.name[:2] for path in notebooks()}
+    assert set(estimate.TRAINED_IN) == set(study.REPORTED) and set(estimate.TRAINED_IN.values()) <= numbers
+    assert set(estimate.ATTACKED_IN) == set(estimate.ATTACKED) and set(estimate.ATTACKED_IN.values()) <= numbers
+    assert {notebook for notebook, _ in estimate.MEASURED} <= numbers
 
 
 def test_plan_counts_what_is_left_to_train(tmp_path, monkeypatch):
@@ -57,8 +71,9 @@ def test_plan_counts_what_is_left_to_train(tmp_path, monkeypatch):
     work, needed, trained = estimate.plan(parameters, cpu)
     assert trained == sorted((name, 0) for name in study.REPORTED)  # improvednet_table: no notebook trains it
     simplenet = estimate.model_key(parameters.config("simplenet"))
-    assert {key for key, _, _ in work} == set(needed) and simplenet in needed
-    assert (simplenet, estimate.ATTACK_PRECISION) in {(key, precision) for key, precision, _ in work}
+    assert {item.key for item in work} == set(needed) and simplenet in needed
+    assert ("03", simplenet, estimate.ATTACK_PRECISION) in {item[:3] for item in work}
+    assert {item.notebook for item in work} == {"01", "02", "03", "04"}
     for name in study.REPORTED:  # every run finished with this configuration: nothing left
         path = parameters.run_dir(name)
         path.mkdir(parents=True)
@@ -73,7 +88,7 @@ def test_plan_counts_what_is_left_to_train(tmp_path, monkeypatch):
 def test_measured_step_is_per_image_and_positive():
     cfg = study.config("simplenet", "smoke")
     key = estimate.model_key(cfg)
-    seconds = estimate.measure({key: cfg}, [(key, "fp32", 1)], torch.device("cpu"))
+    seconds = estimate.measure({key: cfg}, [estimate.Work("01", key, "fp32", 1)], torch.device("cpu"))
     assert list(seconds) == [(key, "fp32")] and 0 < seconds[(key, "fp32")] < 1
 
 
@@ -86,6 +101,6 @@ def test_auto_precision_on_a_bf16_cpu_is_timed_both_ways_and_picked_like_the_tra
     for fp32, bf16, picked in ((1.0, 0.5, 0.5), (1.0, 0.95, 1.0)):  # bf16 kept only when >= 1.1x faster
         timed = {"fp32": fp32, "bf16": bf16}
         monkeypatch.setattr(estimate.step_costs, "time_training_step",
-                            lambda model, images, *args, clock=None: timed[args[-1]] * len(images))
-        seconds = estimate.measure({key: cfg}, [(key, "auto", 1)], cpu)  # CPU time over the threads, per image
-        assert seconds == {(key, "auto"): pytest.approx(picked / torch.get_num_threads())}
+                            lambda model, images, *args: timed[args[-1]] * len(images))
+        seconds = estimate.measure({key: cfg}, [estimate.Work("02", key, "auto", 1)], cpu)  # per image
+        assert seconds == {(key, "auto"): pytest.approx(picked)}
