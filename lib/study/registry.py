@@ -122,7 +122,8 @@ ADV_SAMPLE = dict(epochs=3, lr=0.02, warmup_epochs=0, init_from="simplenet")
 # epochs: fine-tuned at 8/255 it ended at chance (1.0% top-1 at lr 0.02, 1.1% at 0.002); at 2/255 one epoch kept 16%
 # top-1 but 1.1% [0.6, 2.0] under the worst case of PGD-10, APGD-CE and APGD-T; two epochs at 4/255 kept 9.7%, and
 # 2.6% [1.5, 4.4] under that worst case on 500 images (docs/cpu-full.md). These probes were scored on validation
-# images; the choice is to be made again on a tune split of the training images (docs/cpu-full.md).
+# images; the choice is to be made again on the tune split by lib.study.recipe_search, whose chosen probe replaces
+# this recipe (docs/cpu-full.md).
 ADV_CPU_FULL_CRAFTING = dict(ADVERSARIAL_TRAINING, step_size=1 / 255, epsilon=4 / 255)
 CUSTOM_CPU_FULL = dict(epochs=2)
 RESNET_CPU_FULL = dict(epochs=1, warmup_epochs=0.25)
