@@ -50,12 +50,11 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# --no-compile: Python compiles what it imports on first use instead of every file of torch's 5 GB up front.
-	$(PY) -m pip install -q --no-compile -r requirements.txt -e .
+	$(PY) -m pip install -q -r requirements.txt -e .
 	# torchattacks 3.5.1 declares requests~=2.25.1, which would downgrade requests and urllib3 under the Jupyter
 	# stack; it never imports requests, and what it does import (torch, torchvision, scipy, tqdm, numpy) is pinned
 	# in requirements.txt, so it is installed without its declared dependencies.
-	$(PY) -m pip install -q --no-compile --no-deps torchattacks==3.5.1
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
