@@ -1,4 +1,4 @@
-"""Command line: `python -m lib {list, train, train-all, data verify, data download, report}`.
+"""Command line: `python -m lib {list, train, train-all, data verify, data download, recipe-search, report}`.
 
 User-caused errors print one line, `error: ...`, and exit with status 2; a report that would be incomplete (a
 notebook failed, or a figure has no image) and a full disk print one such line and exit with status 1. Ctrl-C
@@ -81,6 +81,11 @@ def cmd_download(args):
     print(f"MiniPlaces is ready in {root}; use it with --data-dir {root} --profile full")
 
 
+def cmd_recipe_search(args):
+    from lib.study.recipe_search import search
+    search(args.data_dir, args.device)
+
+
 def cmd_report(args):
     overrides, attack = settings.parse_assignments(args.set)
     from lib.report.build import build  # the Jupyter stack: only where a report is built
@@ -142,6 +147,12 @@ def parser():
     download.add_argument("--lists-url", default=data.LISTS_URL,
                           help="folder URL of categories.txt, train.txt, val.txt (default: the development kit's)")
     download.set_defaults(func=cmd_download)
+
+    search = sub.add_parser("recipe-search", help="choose cpu-full AdvSimpleNet's recipe on the tune split "
+                            "(docs/cpu-full.md): train the missing probes, print the probe table")
+    search.add_argument("--data-dir", required=True, help="the full MiniPlaces data set")
+    search.add_argument("--device", default="auto")
+    search.set_defaults(func=cmd_recipe_search)
 
     rep = sub.add_parser("report", help="run every notebook and export results/report.pdf and .html")
     rep.add_argument("--profile", default="sample")

@@ -48,3 +48,9 @@ def test_cli_bad_setting_is_one_line_exit_2_nothing_written(tmp_path, capsys, fl
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(message) and err.count("\n") == 1, err
     assert not (tmp_path / "results").exists()
+
+
+def test_cli_recipe_search_without_the_data_set_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["recipe-search", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "nowhere" in err

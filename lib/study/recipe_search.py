@@ -7,10 +7,8 @@ claim 14 (the reference harness's PGD-10 at 5.76/255), in IEEE fp32. No probe re
 (`choose`) was fixed before any probe ran: the highest top-1 under that attack; a probe within ACCURACY_MARGIN of
 it that comes earlier in PROBES (closer to the reference's recipe) is preferred.
 
-    python -m lib.study.recipe_search --data-dir DIR     # trains what is missing, prints the probe table
+    python -m lib recipe-search --data-dir DIR     # trains what is missing, prints the probe table
 """
-import argparse
-
 import torch
 
 from lib.attacks.evaluation import evaluate_under_attack
@@ -77,18 +75,11 @@ def probe_table(scores, chosen):
     return "\n".join(rows)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True, help="the full MiniPlaces data set (official layout)")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    scores = {name: tune_score(probe_run(crafting, args.data_dir, args.device), args.device)
-              for name, crafting in PROBES.items()}
+def search(data_dir, device="auto"):
+    """Train the probes still missing, score each on the tune split and print the probe table and the choice
+    (`python -m lib recipe-search`)."""
+    scores = {name: tune_score(probe_run(crafting, data_dir, device), device) for name, crafting in PROBES.items()}
     chosen = choose(scores)
     print(probe_table(scores, chosen))
     print(f"chosen: {chosen} (the highest tune top-1 under the attack, ties within "
           f"{100 * ACCURACY_MARGIN:g} point to the earlier probe)")
-
-
-if __name__ == "__main__":
-    main()
