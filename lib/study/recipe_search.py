@@ -76,9 +76,13 @@ def probe_table(scores, chosen):
 
 
 def search(data_dir, device="auto"):
-    """Train the probes still missing, score each on the tune split and print the probe table and the choice
-    (`python -m lib recipe-search`)."""
-    scores = {name: tune_score(probe_run(crafting, data_dir, device), device) for name, crafting in PROBES.items()}
+    """Train the probes still missing, score each on the tune split (a line each, as it comes) and print the
+    probe table and the choice (`python -m lib recipe-search`)."""
+    scores = {}
+    for name, crafting in PROBES.items():
+        scores[name] = tune_score(probe_run(crafting, data_dir, device), device)
+        print(f"probe {name}: tune top-1 {scores[name]['clean_acc1']:.1f}% clean, {scores[name]['adv_acc1']:.1f}% "
+              f"under the attack (n = {scores[name]['num_images']:,})", flush=True)
     chosen = choose(scores)
     print(probe_table(scores, chosen))
     print(f"chosen: {chosen} (the highest tune top-1 under the attack, ties within "
