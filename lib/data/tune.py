@@ -30,6 +30,14 @@ def tune_indices(labels, per_class=TUNE_PER_CLASS):
     return np.sort(np.concatenate(picked))
 
 
+def tune_part(train_set):
+    """The tune split alone of a training split (a TensorDataset of images (N, ...) and labels (N,)): a
+    TensorDataset of its images and labels held in memory, without copying the rest."""
+    images, labels = train_set.tensors
+    tune = torch.from_numpy(tune_indices(labels.numpy()))
+    return TensorDataset(images[tune], labels[tune])
+
+
 def split_off_tune(train_set):
     """(train, tune): a training split (a TensorDataset of images (N, ...) and labels (N,)) without the tune split,
     and the tune split, both TensorDatasets held in memory."""

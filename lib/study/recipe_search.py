@@ -14,7 +14,7 @@ import torch
 from lib.attacks.evaluation import evaluate_under_attack
 from lib.attacks.pgd import PGDAttack
 from lib.core.devices import precision_context, resolve_device
-from lib.data import EvalTransform, load_split, split_off_tune
+from lib.data import EvalTransform, load_split, tune_part
 from lib.report.claims import ACCURACY_MARGIN
 from lib.report.stats import describe
 from lib.study.registry import ADVERSARIAL_TRAINING
@@ -47,7 +47,7 @@ def tune_score(probe, device="auto"):
     """Clean and attacked top-1 (percent) of a probe's final model on its tune split, and the count of images:
     {'clean_acc1', 'adv_acc1', 'num_images'}, under the default attack (PGD-10 at 5.76/255), in IEEE fp32."""
     cfg = probe.config
-    _, tune = split_off_tune(load_split(cfg["data_dir"], "train", cfg["image_size"]))
+    tune = tune_part(load_split(cfg["data_dir"], "train", cfg["image_size"]))
     loader = torch.utils.data.DataLoader(tune, batch_size=SCORE_BATCH)
     dev = resolve_device(device)
     attack = PGDAttack(**attack_settings()["default"])

@@ -22,6 +22,8 @@ def test_split_off_tune_keeps_the_two_parts_apart():
     train, tune = data.split_off_tune(TensorDataset(images, labels))
     assert len(train) == 200 and len(tune) == 1000
     assert not set(train.tensors[0].flatten().tolist()) & set(tune.tensors[0].flatten().tolist())
+    alone = data.tune_part(TensorDataset(images, labels))
+    assert all(torch.equal(a, b) for a, b in zip(alone.tensors, tune.tensors))
 
 
 def test_a_probe_validates_on_the_tune_split_and_never_reads_validation_images(monkeypatch):
