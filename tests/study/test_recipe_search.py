@@ -43,3 +43,10 @@ def test_the_probes_start_from_the_reference_crafting_and_never_read_validation_
     score = recipe_search.tune_score(Probe(), device="cpu")
     assert asked == ["train"] and score["num_images"] == 1000
     assert 0 <= score["adv_acc1"] <= score["clean_acc1"] <= 100
+
+
+def test_the_cpu_full_recipe_is_one_of_the_probes_with_their_epochs_and_lr():
+    from lib.study.registry import EXPERIMENTS
+    recipe = EXPERIMENTS["advsimplenet"]["cpu-full"]
+    assert recipe["adversarial"] in recipe_search.PROBES.values()
+    assert (recipe["epochs"], recipe["lr"]) == (recipe_search.EPOCHS, recipe_search.LR)
