@@ -21,13 +21,13 @@ RESULTS_DIR = OUTPUT_ROOT / "results"
 # tune_split=True: a recipe search's probe, trained without the tune split of the training images and validated on
 # it (lib.data.tune); the Findings refuse such runs.
 # data_on_device="auto": training batches from the GPU when the split fits there (lib.training.loaders).
-# compile=False: torch.compile's start-up against its speed-up on runs of this size is not measured on a GPU yet
-# (the GPU check measures SimpleNet both ways; docs/gpu.md).
+# compile="auto": torch.compile where the run pays its compilation back, measured at its start (lib.training.compilation;
+# on a 2-core AVX2 CPU no model's compiled step was faster: docs/benchmarks.md).
 TRAIN_DEFAULTS = dict(
     epochs=60, batch_size=256, val_batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
     warmup_epochs=5, grad_clip=0.0, label_smoothing=0.0, seed=0, amp="auto", channels_last=False,
     image_size=128, train_images=None, val_images=None, log_every=20, num_workers=0, adversarial=None,
-    init_from=None, train_batches=None, val_batches=None, data_on_device="auto", compile=False, tune_split=False,
+    init_from=None, train_batches=None, val_batches=None, data_on_device="auto", compile="auto", tune_split=False,
 )
 
 # Settings that choose how a run computes, not what: where batches are gathered, how many loader processes

@@ -56,7 +56,7 @@ TRAINING_CHECKS = {
     "num_workers": (lambda v, c: _integer(v, 0), "an integer >= 0"),
     "data_on_device": (lambda v, c: v in DATA_ON_DEVICE, "one of " + ", ".join(DATA_ON_DEVICE) +
                        " (quote 'on' and 'off' in YAML)"),
-    "compile": (lambda v, c: isinstance(v, bool), "true or false"),
+    "compile": (lambda v, c: isinstance(v, bool) or v == "auto", "true, false or auto"),
     "tune_split": (lambda v, c: isinstance(v, bool), "true or false"),
 }
 from lib.core.errors import ConfigError

@@ -32,8 +32,8 @@ from lib.core import devices
 from lib.core.devices import AMP_CHOICES
 from lib.core.errors import CheckpointError, TrainingError, first_line
 from lib.core.interrupt import requested, stop_requests
-from lib.training import mid_epoch, run_files
-from lib.training.amp import choose_amp
+from lib.training import compilation, mid_epoch, run_files
+from lib.training.amp import choose_amp, probe_batch
 from lib.training.loaders import DeviceBatches, build_loaders
 from lib.training.metrics import evaluate
 from lib.training.placement import place_model
@@ -50,8 +50,9 @@ class Trainer:
     label_smoothing, seed, amp ('auto' | 'bf16' | 'off'), channels_last, log_every, num_workers, val_batch_size,
     and optionally train_batches / val_batches (at most that many optimizer steps per epoch / batches per
     evaluation; None or absent: no cap), data_on_device ('auto' | 'on' | 'off': where training batches come from,
-    lib.training.loaders; recorded in metrics.json as provenance.train_data) and compile (torch.compile the model,
-    lib.training.placement, which also brings SyncBatchNorm under torchrun on GPUs).
+    lib.training.loaders; recorded in metrics.json as provenance.train_data) and compile (True: torch.compile the
+    model, lib.training.placement, which also brings SyncBatchNorm under torchrun on GPUs; 'auto': where the run pays
+    it back, settled once per fit() by lib.training.compilation and recorded in metrics.json as provenance.compile).
     amp='auto' resolves once per run (kept in the checkpoint, recorded in metrics.json) by `lib.training.amp`:
     bf16 autocast where it pays, otherwise off (fp32). bf16 autocast keeps the weights, gradients and optimizer
     state in fp32. amp 'off' is IEEE fp32, with the GPU's TF32 shortcut off (`lib.core.devices.precision_context`),
@@ -74,7 +75,7 @@ class Trainer:
         if cfg["amp"] not in AMP_CHOICES:
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', not {cfg['amp']!r}")
         self.amp = None if cfg["amp"] == "auto" else cfg["amp"]  # resolved by the first fit() or resume()
-        self.amp_speedup = None
+        self.amp_speedup, self.compile_choice = None, None
         devices.seed_everything(cfg["seed"] + self.rank)
         self.train_loader, self.val_loader = build_loaders(train_set, val_set, cfg, cfg["seed"], self.device)
         self.train_transform, self.val_transform = train_transform.to(self.device), val_transform.to(self.device)
@@ -102,6 +103,7 @@ class Trainer:
         next log point) with a checkpoint of that step, or after the epoch it came in, and raises Interrupted.
         """
         self.resolve_amp()
+        self.resolve_compile()
         writer = self._tensorboard()
         last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
         try:
@@ -119,6 +121,14 @@ class Trainer:
         if self.amp is None:
             self.amp, self.amp_speedup = choose_amp(self.model, self.train_loader, self.val_transform, self.device,
                                                     self.memory_format, self.rank, self.world_size)
+
+    def resolve_compile(self):
+        """Settle compile='auto' once per fit() (lib.training.compilation.settle): `net` compiled where it pays."""
+        if self.cfg.get("compile") == "auto" and self.compile_choice is None:
+            batch = probe_batch(self.train_loader, self.val_transform, self.device, self.memory_format)
+            remaining = (self.cfg["epochs"] - self.epoch) * self.steps_per_epoch
+            self.net, self.compile_choice = compilation.settle(self.model, self.net, batch, self.precision, remaining,
+                                                               self.rank, self.world_size)
 
     def _fit_epoch(self, writer):
         """Train and validate one epoch (the rest of it, after a mid-epoch checkpoint), then write its files."""
@@ -275,6 +285,7 @@ class Trainer:
         provenance = run_files.provenance(self.cfg, self.device, self.world_size, self.amp, self.amp_speedup,
                                           self.train_time, images / self.train_time)
         provenance["train_data"] = "device" if isinstance(self.train_loader, DeviceBatches) else "loader"
+        provenance["compile"] = self.compile_choice
         metrics = {**{k: v for k, v in last.items() if k != "epoch"}, "epochs": self.epoch,
                    "best_val_acc1": self.best_acc1, **self.notes, "provenance": provenance}
         if self.is_main_process:

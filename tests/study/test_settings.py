@@ -10,6 +10,7 @@ from lib.study import settings
     (dict(optimizer="adam"), "optimizer must be one of sgd, adamw, got 'adam'"),
     (dict(epochs=2.5), "epochs must be an integer >= 1, got 2.5"),
     (dict(channels_last="yes"), "channels_last must be true or false"),
+    (dict(compile="yes"), "compile must be true, false or auto"),
     (dict(init_from="nope"), "init_from must be null, an experiment"),
     (dict(init_from={"advsimplenet": {"init_from": "simplenet"}}), "must be a run that does not itself use init_from"),
     (dict(init_from={"simplenet": {"lr": -1}}), "simplenet: lr must be a finite number > 0"),

@@ -19,6 +19,11 @@ def test_one_process_keeps_the_model_and_its_batchnorm():
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_compile_auto_is_left_to_the_trainer():
+    model = bn_model()
+    assert place_model(model, {"compile": "auto"}, torch.device("cpu"), torch.contiguous_format) == (model, model)
+
+
 def test_compile_wraps_what_the_steps_call_and_leaves_the_weights_alone():
     model = bn_model()
     placed, net = place_model(model, {"compile": True}, torch.device("cpu"), torch.contiguous_format)
