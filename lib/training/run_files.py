@@ -1,7 +1,9 @@
 """Files of a run: atomic writes (temporary file, then rename; lib.core.space) of JSON, CSV and checkpoints; reading a
-checkpoint back (weights_only); the provenance a result carries, with the git commit it was produced from.
+checkpoint back (weights_only); TensorBoard scalars; the provenance a result carries, with the git commit it was
+produced from.
 """
 import csv
+import importlib.util
 import json
 import platform
 import subprocess
@@ -74,3 +76,25 @@ def git_commit():
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+def tensorboard_writer(run_dir):
+    """A TensorBoard writer into run_dir/tb, or None without the `tensorboard` package."""
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(run_dir / "tb")
+
+
+def log_epoch(writer, row, steps, epoch):
+    """An epoch's history row and its logged optimizer steps (`steps`: the step log's entries, those of `epoch`
+    taken) as TensorBoard scalars, when there is a writer."""
+    if writer is None:
+        return
+    for key, value in row.items():
+        if key != "epoch":
+            writer.add_scalar(f"epoch/{key}", value, epoch)
+    for entry in (entry for entry in steps if entry["epoch"] == epoch):
+        writer.add_scalar("step/loss", entry["loss"], entry["step"])
+        writer.add_scalar("step/lr", entry["lr"], entry["step"])
+    writer.flush()

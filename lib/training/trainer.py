@@ -15,7 +15,6 @@ Launched by ``torchrun --nproc-per-node N -m lib train ...`` the same loop runs 
 DistributedDataParallel: each process on the GPU of its local rank (or the CPU, on gloo), seeded with
 seed + rank, stopping together with the others on a non-finite loss; only rank 0 writes files.
 """
-import importlib.util
 import itertools
 import math
 from pathlib import Path
@@ -104,7 +103,7 @@ class Trainer:
         """
         self.resolve_amp()
         self.resolve_compile()
-        writer = self._tensorboard()
+        writer = run_files.tensorboard_writer(self.run_dir) if self.is_main_process else None
         last = self.cfg["epochs"] if stop_after is None else min(stop_after, self.cfg["epochs"])
         try:
             with stop_requests():
@@ -145,7 +144,7 @@ class Trainer:
         rng = devices.gather_rng_states(self.device, self.rank, self.world_size)
         if self.is_main_process:
             self._write_epoch(new_best, rng)
-            self._log_epoch(writer, row)
+            run_files.log_epoch(writer, row, self.steps, self.epoch)
 
     def train_epoch(self):
         """One pass over the training loader (at most steps_per_epoch steps; after a mid-epoch checkpoint, the
@@ -257,26 +256,6 @@ class Trainer:
         if new_best:
             run_files.save_checkpoint(self.run_dir / "model_best.pth",
                                      {"model": self.model.state_dict(), "epoch": self.epoch}, "the best weights")
-
-    def _tensorboard(self):
-        """A TensorBoard writer into run_dir/tb on the main process; None elsewhere, and without the `tensorboard`
-        package."""
-        if not self.is_main_process or importlib.util.find_spec("tensorboard") is None:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-        return SummaryWriter(self.run_dir / "tb")
-
-    def _log_epoch(self, writer, row):
-        """The epoch's history row and its logged optimizer steps, as TensorBoard scalars (when there is a writer)."""
-        if writer is None:
-            return
-        for key, value in row.items():
-            if key != "epoch":
-                writer.add_scalar(f"epoch/{key}", value, self.epoch)
-        for entry in (entry for entry in self.steps if entry["epoch"] == self.epoch):  # the epoch just ended
-            writer.add_scalar("step/loss", entry["loss"], entry["step"])
-            writer.add_scalar("step/lr", entry["lr"], entry["step"])
-        writer.flush()
 
     def finish(self):
         """metrics.json: the last epoch's metrics, the best val Acc@1, and provenance (amp: the resolved choice)."""
