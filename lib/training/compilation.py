@@ -66,7 +66,7 @@ def _measure(model, images, labels, remaining_steps):
         return {"compiled": None, "eager_s": eager_s, "note": "torch.compile failed"}
     saved = eager_s - compiled_s
     payback = (first_s - eager_s) / saved if saved > 0 else None
-    pays = (eager_s >= COMPILE_MIN_SPEEDUP * compiled_s and payback is not None and payback < remaining_steps)
+    pays = eager_s >= COMPILE_MIN_SPEEDUP * compiled_s and payback is not None and payback < remaining_steps
     return {"compiled": compiled if pays else None, "eager_s": eager_s, "first_s": first_s, "compiled_s": compiled_s,
             "payback_steps": payback, "note": None if pays else "does not pay back"}
 
@@ -95,4 +95,5 @@ def describe(result):
     choice = "eager" if result["compiled"] is None else "compiled"
     payback = ("never pays back" if result["payback_steps"] is None
                else f"pays back after {result['payback_steps']:,.0f} steps")
-    return f"{choice}: the compiled step is {result['eager_s'] / result['compiled_s']:.2f}x as fast, its compilation {payback}"
+    speedup = result["eager_s"] / result["compiled_s"]
+    return f"{choice}: the compiled step is {speedup:.2f}x as fast, its compilation {payback}"
