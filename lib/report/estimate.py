@@ -27,7 +27,6 @@ from lib.training.trainer import build_optimizer
 
 
 EVAL_STEP = 1 / 3  # a forward pass costs about a third of forward + backward (the backward pass about twice it)
-CPU_MEASURE_BATCH = 64  # a CPU's time per image hardly depends on the batch beyond this; a GPU's does (full batch)
 TIMED_STEPS = 3  # per model and precision: their median (one step's time varies by 10-30% on a 2-core VM)
 # The notebooks' attacks (03 and 04): the default attack, the strong attacks (APGD-CE and APGD-T) and the
 # robustness curve of each attacked experiment, and the steps-by-epsilon grid of SimpleNet's (lib.report.analysis
@@ -168,9 +167,10 @@ def _sizes(cfg, lists):
 def measure(needed, work, device):
     """{(model key, precision): seconds per image} of a training step of each model in `needed` ({key: cfg}) in
     each precision `work` uses it in ('auto': see training_precision), on a seeded random batch of its run's batch
-    size (at most CPU_MEASURE_BATCH on a CPU) with its training optimizer: the median wall time of TIMED_STEPS
-    steps, each after a warm-up step. Wall time is what the report's runs take (a CPU's threads wait in a step's
-    serial parts); other work on the machine inflates it as it inflates the report."""
+    size with its training optimizer (not a smaller one: on a 2-core CPU an image costs 10-30% more at batch 256
+    than at 64, docs/benchmarks.md): the median wall time of TIMED_STEPS steps, each after a warm-up step. Wall
+    time is what the report's runs take (a CPU's threads wait in a step's serial parts); other work on the
+    machine inflates it as it inflates the report."""
     seconds = {}
     for key, precision in sorted({(item.key, item.precision) for item in work}):
         if precision == "auto":  # both timed, as the trainer's amp='auto' on a CPU does, the one it would pick kept
@@ -178,7 +178,7 @@ def measure(needed, work, device):
             seconds[(key, precision)] = bf16 if fp32 / bf16 >= AMP_MIN_SPEEDUP else fp32
             continue
         cfg = needed[key]
-        batch = cfg["batch_size"] if device.type == "cuda" else min(cfg["batch_size"], CPU_MEASURE_BATCH)
+        batch = cfg["batch_size"]
         generator = torch.Generator().manual_seed(0)
         images = torch.rand(batch, 3, cfg["image_size"], cfg["image_size"], generator=generator).to(device)
         labels = torch.randint(0, 100, (batch,), generator=generator).to(device)
