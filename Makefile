@@ -17,8 +17,10 @@ MAKEFLAGS += --jobs=2
 
 .PHONY: test report venv pdf-tools benchmarks gpu-check clean-results
 
+# Two pytest workers (pytest-xdist), a file each at a time, one thread each: on a 2-core CPU the suite takes 115 s
+# instead of 189 s in one process (docs/benchmarks.md); two workers of two threads each took 319 s.
 test: $(STAMP) pdf-tools
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
 
 # make report [PROFILE=full DATA_DIR=DIR] [DRY_RUN=1] [SET="simplenet.epochs=20 attack.epsilon=8"] [NOTEBOOKS="00 03"]
 #   [SEEDS=3]   (training seeds per compared experiment; default: the profile's, 1 for sample, 3 for full)
