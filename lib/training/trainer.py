@@ -122,10 +122,13 @@ class Trainer:
                                                     self.memory_format, self.rank, self.world_size)
 
     def resolve_compile(self):
-        """Settle compile='auto' once per fit() (lib.training.compilation.settle): `net` compiled where it pays."""
+        """Settle compile='auto' once per fit() (lib.training.compilation.settle): `net` compiled where it pays.
+        An adversarial run's step also crafts its batch through `net`, one forward and backward pass per PGD step,
+        so its remaining work counts (1 + PGD steps) passes per optimizer step."""
         if self.cfg.get("compile") == "auto" and self.compile_choice is None:
             batch = probe_batch(self.train_loader, self.val_transform, self.device, self.memory_format)
-            remaining = (self.cfg["epochs"] - self.epoch) * self.steps_per_epoch
+            passes = 1 + (self.cfg["adversarial"]["num_steps"] if self.cfg.get("adversarial") else 0)
+            remaining = (self.cfg["epochs"] - self.epoch) * self.steps_per_epoch * passes
             self.net, self.compile_choice = compilation.settle(self.model, self.net, batch, self.precision, remaining,
                                                                self.rank, self.world_size)
 

@@ -117,3 +117,13 @@ def test_the_trainer_records_its_choice_and_trains_with_the_compiled_model(tmp_p
     long.fit()
     saved = json.loads((tmp_path / "long" / "metrics.json").read_text())["provenance"]["compile"]
     assert saved == {**timed, "compiled": True} and isinstance(long.net, Slowed) and long.net.inner is long.model
+
+
+def test_an_adversarial_run_counts_the_passes_that_craft_its_batches(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(compilation, "settle", lambda model, net, batch, precision, remaining, *ranks:
+                        (seen.append(remaining), (net, {"compiled": False}))[1])
+    for name, adversarial in (("plain", None), ("adversarial", dict(num_steps=4, step_size=0.01, epsilon=0.03))):
+        run = trainer(tmp_path / name, compile="auto", epochs=2, adversarial=adversarial)
+        run.resolve_compile()
+    assert seen[1] == 5 * seen[0] > 0
