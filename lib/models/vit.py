@@ -51,9 +51,22 @@ class Attention(nn.Module):
         batch, height, width, dim = x.shape
         qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(head_dim)) v
+        out = attend(q, k, v)
         out = out.transpose(1, 2).reshape(batch, height, width, dim)
         return self.proj(out)
+
+
+def attend(q, k, v):
+    """softmax(q k^T / sqrt(head_dim)) v for q, k, v (B, heads, N, head_dim) -> (B, heads, N, head_dim).
+
+    Under bf16 autocast on a CPU it runs in fp32 (the result cast back to bf16): there the backward pass of the
+    fused bf16 attention kernel took 5.6-7.5x its fp32 time and made a whole ViT step 1.2-1.5x slower than in
+    fp32, while the bf16 matrix products around it are 2x faster (benchmarks.bf16, docs/benchmarks.md).
+    """
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu") and q.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 def window_partition(x, window_size):

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from lib.models.vit import (
-    Attention, DropPath, SimpleViT, TransformerBlock, attention_flops, token_grid, window_partition, window_unpartition
+    Attention, DropPath, SimpleViT, TransformerBlock, attend, attention_flops, token_grid, window_partition,
+    window_unpartition
 )
 from lib.training.step_costs import forward_flops
 
@@ -198,3 +199,17 @@ def test_attention_flops_agree_with_the_counted_forward_flops():
     images = torch.rand(3, 3, 32, 32)
     difference = forward_flops(global_, images) - forward_flops(windowed, images)
     assert difference == 3 * (attention_flops(global_, 32) - attention_flops(windowed, 32)) > 0
+
+
+def test_attention_under_cpu_bf16_autocast_runs_in_fp32_and_returns_bf16():
+    """The fused attention's bf16 backward is slow on a CPU: under autocast it computes in fp32, gradients flow."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 16, 8).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attend(q, k, v)
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    assert out.dtype == torch.bfloat16 and torch.equal(out, expected.bfloat16())
+    out.float().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 for t in (q, k, v))
+    plain = attend(q.float(), k.float(), v.float())  # without autocast: the fused kernel as it is
+    assert plain.dtype == torch.float32 and torch.allclose(plain, expected, atol=1e-6)
