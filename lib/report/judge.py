@@ -166,7 +166,7 @@ def claim_13(default_row, longer_row):
     return [Part("top-1 under attack, default - longer", paired_effect([default["adv_rank"] < 1],
                                                                        [longer["adv_rank"] < 1]),
                  "above", ledger.ACCURACY_MARGIN),
-            Part("L2 change, longer - default (/255)", mean_effect(255 * (longer["l2"] - default["l2"])), "below",
+            Part("L2 change, longer - default", mean_effect(255 * (longer["l2"] - default["l2"])), "below",
                  0.0, "l2")]
 
 
@@ -201,7 +201,7 @@ def judge(parts):
 UNITS = {"points": (lambda v: 100 * v, "{:+.1f}", " points", "points"),
          "percent": (lambda v: 100 * v, "{:.2f}", "%", "%"), "ratio": (math.exp, "{:.2f}", "x", "x"),
          "x": (lambda v: v, "{:.2f}", "x", "x"), "dB": (lambda v: v, "{:.1f}", " dB", "dB"),
-         "share": (lambda v: v, "{:+.2f}", "", "share of epochs"), "l2": (lambda v: v, "{:+.1f}", "", "/255")}
+         "share": (lambda v: v, "{:+.2f}", "", "share of epochs"), "l2": (lambda v: v, "{:+.1f}", "/255", "/255")}
 
 
 def show(value, unit, suffix=True):

@@ -111,6 +111,8 @@ def test_texts_show_the_estimate_interval_and_threshold():
     assert judge.threshold_text(within) == "within ±1.0 points"
     assert judge.show(math.log(2), "ratio") == "2.00x" and judge.show(0.031, "points") == "+3.1 points"
     assert judge.show(0.031, "points", suffix=False) == "+3.1" and "x [" in text
+    l2 = measured_parts(True)[13][1]  # the unit once, in the value: the forest figure's axis adds it to the name
+    assert l2.name == "L2 change, longer - default" and judge.part_text(l2).endswith("(claim: < +0.0/255)")
     judged = judge.judge({**measured_parts(True), 3: [rules.Part("d", rules.Normal(0.02, 0.01), "above",
                                                                  claims.ACCURACY_MARGIN)]})
     assert "times as many images" in judge.more_data_text(judged[2])
