@@ -18,9 +18,9 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.compile import memory_format, seeded_batch, training_step
 from lib import experiments
 from lib.core.devices import precision_context
 from lib.training.trainer import build_optimizer
@@ -30,20 +30,9 @@ PRECISIONS = ("fp32", "bf16")
 
 def step_closure(cfg):
     """A training step of `cfg`'s model (as the trainer builds it, its optimizer) on a seeded random batch."""
-    fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(cfg["batch_size"], 3, cfg["image_size"], cfg["image_size"], generator=generator)
-    images, labels = images.contiguous(memory_format=fmt), torch.randint(0, 100, (cfg["batch_size"],),
-                                                                         generator=generator)
     torch.manual_seed(0)
-    model = experiments.build_model(cfg, pretrained=False).to(memory_format=fmt).train()
-    optimizer = build_optimizer(model, cfg)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(images).float(), labels).backward()
-        optimizer.step()
-    return step
+    model = experiments.build_model(cfg, pretrained=False).to(memory_format=memory_format(cfg)).train()
+    return training_step(model, build_optimizer(model, cfg), *seeded_batch(cfg))
 
 
 def profiled(step, precision, steps):

@@ -40,13 +40,23 @@ def seconds(step):
     return time.perf_counter() - began
 
 
-def compare(cfg, rounds, precision):
-    """{'first': {eager, compiled}: seconds of the first step, 'steps': {eager, compiled}: per-round seconds}."""
-    fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+def memory_format(cfg):
+    """The run's memory format: channels_last or contiguous."""
+    return torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+
+
+def seeded_batch(cfg):
+    """(images (B, 3, S, S) in [0, 1] in the run's memory format, labels (B,)): B the run's batch, S its image size;
+    the same for every call (seed 0)."""
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(cfg["batch_size"], 3, cfg["image_size"], cfg["image_size"], generator=generator)
-    images, labels = images.contiguous(memory_format=fmt), torch.randint(0, 100, (cfg["batch_size"],),
-                                                                         generator=generator)
+    return images.contiguous(memory_format=memory_format(cfg)), torch.randint(0, 100, (cfg["batch_size"],),
+                                                                              generator=generator)
+
+
+def compare(cfg, rounds, precision):
+    """{'first': {eager, compiled}: seconds of the first step, 'steps': {eager, compiled}: per-round seconds}."""
+    fmt, (images, labels) = memory_format(cfg), seeded_batch(cfg)
     steps = {}
     for mode in ("eager", "compiled"):
         torch.manual_seed(0)

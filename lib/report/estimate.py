@@ -23,7 +23,7 @@ from lib.report.measurements import REPEATS, ROUNDS
 from lib.study import runs
 from lib.training import step_costs
 from lib.training.amp import AMP_MIN_SPEEDUP
-from lib.training.trainer import build_optimizer
+from lib.training.trainer import build_optimizer, passes_per_step
 
 
 EVAL_STEP = 1 / 3  # a forward pass costs about a third of forward + backward (the backward pass about twice it)
@@ -63,8 +63,7 @@ def training_steps(cfg, train_size, val_size):
     and one evaluation of the validation images (train_batches / val_batches cap them, as in the trainer)."""
     steps = train_size // cfg["batch_size"]
     steps = min(steps, cfg["train_batches"] or steps)
-    crafting = cfg["adversarial"]["num_steps"] if cfg["adversarial"] else 0
-    return cfg["epochs"] * (steps * cfg["batch_size"] * (1 + crafting) + _evaluated(cfg, val_size) * EVAL_STEP)
+    return cfg["epochs"] * (steps * cfg["batch_size"] * passes_per_step(cfg) + _evaluated(cfg, val_size) * EVAL_STEP)
 
 
 def attack_steps(parts, attack, val_size, correct=1.0):

@@ -122,13 +122,11 @@ class Trainer:
                                                     self.memory_format, self.rank, self.world_size)
 
     def resolve_compile(self):
-        """Settle compile='auto' once per fit() (lib.training.compilation.settle): `net` compiled where it pays.
-        An adversarial run's step also crafts its batch through `net`, one forward and backward pass per PGD step,
-        so its remaining work counts (1 + PGD steps) passes per optimizer step."""
+        """Settle compile='auto' once per fit() (lib.training.compilation.settle): `net` compiled where it pays; the
+        remaining work counts every pass through `net` (passes_per_step)."""
         if self.cfg.get("compile") == "auto" and self.compile_choice is None:
             batch = probe_batch(self.train_loader, self.val_transform, self.device, self.memory_format)
-            passes = 1 + (self.cfg["adversarial"]["num_steps"] if self.cfg.get("adversarial") else 0)
-            remaining = (self.cfg["epochs"] - self.epoch) * self.steps_per_epoch * passes
+            remaining = (self.cfg["epochs"] - self.epoch) * self.steps_per_epoch * passes_per_step(self.cfg)
             self.net, self.compile_choice = compilation.settle(self.model, self.net, batch, self.precision, remaining,
                                                                self.rank, self.world_size)
 
@@ -321,6 +319,12 @@ class Trainer:
             warnings.warn(f"{path} holds the random state of {len(rng)} process(es), this run has {self.world_size}: "
                           "the random streams restart from new seeds, so the result differs from an uninterrupted run")
             devices.seed_everything(self.cfg["seed"] + self.rank + 1000 * self.epoch)
+
+
+def passes_per_step(cfg):
+    """Forward and backward passes through the model per optimizer step of a run of `cfg`: 1, plus the PGD steps
+    that craft each batch of an adversarial run (cfg['adversarial'], its num_steps)."""
+    return 1 + (cfg["adversarial"]["num_steps"] if cfg.get("adversarial") else 0)
 
 
 def build_optimizer(model, cfg):
